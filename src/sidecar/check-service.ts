@@ -1,0 +1,93 @@
+import type { Clock } from "../clock.js";
+import type { CheckRequest, CheckResponse } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
+import type { KeySource } from "../keys/key-source.js";
+import type { Logger } from "../log/logger.js";
+import type { SidecarMetrics } from "../metrics/sidecar-metrics.js";
+import type { RateLimiter } from "../ratelimit/limiter.js";
+import { parseCheckRequest } from "./check-request.js";
+import { buildCheckResponse, internalErrorResponse, invalidRequestResponse } from "./check-response.js";
+import { extractCredential } from "./credential.js";
+import { decide, type Decision } from "./decide.js";
+import { REASONS, type Reason } from "./reasons.js";
+
+export interface CheckServiceOptions {
+  keys: KeySource;
+  limiter: RateLimiter;
+  clock: Clock;
+  logger: Logger;
+  metrics: SidecarMetrics;
+  /** Query parameter that may carry the key; undefined (the default) disables it. */
+  keyQueryParameter?: string;
+}
+
+/** Envoy's Check, independent of the gRPC stack that carries it. */
+export type CheckHandler = (request: CheckRequest) => CheckResponse;
+
+/**
+ * Composes request parsing, the decision and answer shaping, and records
+ * one log line and one metric sample per Check. It never throws: whatever
+ * goes wrong becomes a denial, because a gRPC error would hand the request
+ * to Envoy's failure mode instead.
+ */
+export function createCheckHandler(options: CheckServiceOptions): CheckHandler {
+  const { keys, limiter, clock, logger, metrics } = options;
+  const decisionContext = {
+    get ready() {
+      return keys.ready;
+    },
+    findGrant: (hash: string) => keys.findGrant(hash),
+    limiter,
+    clock,
+  };
+
+  return (request) => {
+    const startedNs = process.hrtime.bigint();
+    let outcome: { reason: Reason; response: CheckResponse; decision?: Decision; method?: string; path?: string; requestId?: string };
+
+    try {
+      const parsed = parseCheckRequest(request);
+      if (!parsed.ok) {
+        outcome = { reason: "invalid_request", response: invalidRequestResponse(parsed.problem, parsed.requestId), requestId: parsed.requestId };
+      } else {
+        const { input } = parsed;
+        const credential = extractCredential(input.headers, input.path, { queryParameter: options.keyQueryParameter });
+        const decision = decide(credential, input.route, decisionContext);
+        const response = buildCheckResponse(decision, {
+          headerNames: input.headers.keys(),
+          credentialSources: credential.kind === "present" ? credential.sources : [],
+          queryParameter: options.keyQueryParameter,
+          requestId: input.requestId,
+        });
+        outcome = { reason: decision.reason, response, decision, method: input.method, path: input.path, requestId: input.requestId };
+      }
+    } catch (error) {
+      logger.error({ err: error }, "check failed");
+      outcome = { reason: "internal_error", response: internalErrorResponse() };
+    }
+
+    const allowed = outcome.reason === "ok";
+    const seconds = Number(process.hrtime.bigint() - startedNs) / 1e9;
+    metrics.decisions.labels(allowed ? "allow" : "deny", outcome.reason).inc();
+    metrics.checkDuration.labels(allowed ? "allow" : "deny").observe(seconds);
+
+    if (logger.isLevelEnabled("debug")) {
+      const grant = outcome.decision?.grant;
+      logger.debug(
+        {
+          decision: allowed ? "allow" : "deny",
+          reason: outcome.reason,
+          status: REASONS[outcome.reason].status,
+          keyId: grant?.id,
+          api: grant?.apiName,
+          requestId: outcome.requestId,
+          method: outcome.method,
+          // The query string is left out: it may carry the key.
+          path: outcome.path?.split("?", 1)[0],
+          durationMs: seconds * 1000,
+        },
+        "check",
+      );
+    }
+    return outcome.response;
+  };
+}
