@@ -1,14 +1,17 @@
 import type { Tier } from "./tier.js";
-import { createCounter, estimateCount, isIdle, msUntilAdmitted, type WindowCounter } from "./sliding-window.js";
+import { addCost, countAt, createCounter, isIdle, msUntilAdmitted, msUntilEmpty, type WindowCounter } from "./sliding-window.js";
 
 /** How one tier stood when a request was decided. */
 export interface TierOutcome {
   tier: Tier;
-  /** Units left in the sliding window after this request (0 when exceeded). */
+  /** Units left in the sliding window, this request included when admitted (0 when exceeded). */
   remaining: number;
   /** Whether this request went over the tier. Shadow tiers may exceed and still admit. */
   exceeded: boolean;
-  /** Milliseconds until the window frees enough for another request like this one. */
+  /**
+   * Milliseconds until the tier admits this request again when it exceeded,
+   * else until everything counted has left the window. At most one window.
+   */
   resetMs: number;
 }
 
@@ -31,26 +34,26 @@ export class RateLimiter {
   private readonly counters = new Map<string, WindowCounter>();
 
   admit(subject: string, tiers: readonly Tier[], cost: number, nowMs: number): AdmitResult {
-    const outcomes: TierOutcome[] = [];
-    let blocking: TierOutcome | undefined;
+    const counters = tiers.map((tier) => this.counterFor(subject, tier.windowMs, nowMs));
+    const waitsMs = tiers.map((tier, i) => msUntilAdmitted(counters[i]!, tier.limit, cost, nowMs));
 
-    for (const tier of tiers) {
-      const counter = this.counterFor(subject, tier.windowMs, nowMs);
-      const waitMs = msUntilAdmitted(counter, tier.limit, cost, nowMs);
-      const exceeded = waitMs > 0;
-      const outcome: TierOutcome = {
+    let blockingIndex = -1;
+    tiers.forEach((tier, i) => {
+      if (tier.mode === "reject" && waitsMs[i]! > 0 && (blockingIndex < 0 || waitsMs[i]! > waitsMs[blockingIndex]!)) blockingIndex = i;
+    });
+    const admitted = blockingIndex < 0;
+    if (admitted && cost > 0) this.consume(subject, tiers, cost, nowMs);
+
+    const outcomes = tiers.map((tier, i): TierOutcome => {
+      const exceeded = waitsMs[i]! > 0;
+      return {
         tier,
         exceeded,
-        remaining: exceeded ? 0 : remainingAfter(counter, tier.limit, cost, nowMs),
-        resetMs: exceeded ? Math.min(waitMs, 2 * tier.windowMs) : untilWindowEndMs(counter, nowMs),
+        remaining: exceeded ? 0 : Math.max(0, tier.limit - countAt(counters[i]!, nowMs)),
+        resetMs: !admitted && exceeded ? Math.min(waitsMs[i]!, tier.windowMs) : msUntilEmpty(counters[i]!, nowMs),
       };
-      outcomes.push(outcome);
-      if (exceeded && tier.mode === "reject" && (!blocking || outcome.resetMs > blocking.resetMs)) blocking = outcome;
-    }
-
-    if (blocking) return { admitted: false, tiers: outcomes, blocking };
-    if (cost > 0) this.consume(subject, tiers, cost, nowMs);
-    return { admitted: true, tiers: outcomes };
+    });
+    return admitted ? { admitted, tiers: outcomes } : { admitted, tiers: outcomes, blocking: outcomes[blockingIndex] };
   }
 
   /** Drops counters that no longer hold anything; returns how many. */
@@ -75,7 +78,7 @@ export class RateLimiter {
     for (const { windowMs } of tiers) {
       if (counted.has(windowMs)) continue;
       counted.add(windowMs);
-      this.counterFor(subject, windowMs, nowMs).current += cost;
+      addCost(this.counterFor(subject, windowMs, nowMs), cost, nowMs);
     }
   }
 
@@ -90,10 +93,3 @@ export class RateLimiter {
   }
 }
 
-function remainingAfter(counter: WindowCounter, limit: number, cost: number, nowMs: number): number {
-  return Math.max(0, Math.floor(limit - estimateCount(counter, nowMs) - cost));
-}
-
-function untilWindowEndMs(counter: WindowCounter, nowMs: number): number {
-  return (counter.index + 1) * counter.windowMs - nowMs;
-}

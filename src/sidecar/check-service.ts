@@ -78,6 +78,7 @@ export function createCheckHandler(options: CheckServiceOptions): CheckHandler {
           reason: outcome.reason,
           status: REASONS[outcome.reason].status,
           keyId: grant?.id,
+          shadowExceeded: outcome.decision?.rate?.tiers.some((tier) => tier.exceeded && tier.tier.mode === "shadow") || undefined,
           api: grant?.apiName,
           requestId: outcome.requestId,
           method: outcome.method,

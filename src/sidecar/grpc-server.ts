@@ -32,9 +32,9 @@ export interface GrpcServer {
 export async function startGrpcServer(address: string, check: CheckHandler, readiness: Readiness, logger: Logger): Promise<GrpcServer> {
   const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
   server.addService(authorizationService, {
-    Check(call: grpc.ServerUnaryCall<CheckRequest | undefined, unknown>, callback: grpc.sendUnaryData<unknown>) {
-      // An undecodable message arrives as undefined and is denied like any malformed request.
-      callback(null, call.request ? check(call.request) : invalidRequestResponse("the check request is not a valid protobuf message"));
+    Check(call: grpc.ServerUnaryCall<CheckRequest | typeof UNDECODABLE, unknown>, callback: grpc.sendUnaryData<unknown>) {
+      const request = call.request;
+      callback(null, isUndecodable(request) ? invalidRequestResponse("the check request is not a valid protobuf message") : check(request));
     },
   });
   server.addService(healthService, healthHandlers(readiness));
@@ -57,23 +57,33 @@ export async function startGrpcServer(address: string, check: CheckHandler, read
   };
 }
 
+/**
+ * What a server method receives for bytes that do not decode. grpc-js treats
+ * `undefined` as "no message" and fails the call, so a marker object is used.
+ */
+export const UNDECODABLE = Object.freeze({ undecodable: true as const });
+
+export function isUndecodable(message: object): message is typeof UNDECODABLE {
+  return message === UNDECODABLE;
+}
+
 /** A unary or server-streaming method whose messages are protobuf-es messages. */
 export function protobufMethod<I extends DescMessage, O extends DescMessage>(
   path: string,
   input: I,
   output: O,
   responseStream = false,
-): grpc.MethodDefinition<MessageShape<I> | undefined, MessageShape<O>> {
+): grpc.MethodDefinition<MessageShape<I> | typeof UNDECODABLE, MessageShape<O>> {
   return {
     path,
     requestStream: false,
     responseStream,
-    requestSerialize: (message) => Buffer.from(toBinary(input, message!)),
+    requestSerialize: (message) => Buffer.from(toBinary(input, message as MessageShape<I>)),
     requestDeserialize: (bytes) => {
       try {
         return fromBinary(input, bytes);
       } catch {
-        return undefined;
+        return UNDECODABLE;
       }
     },
     responseSerialize: (message) => Buffer.from(toBinary(output, message)),
@@ -96,16 +106,16 @@ function healthHandlers(readiness: Readiness): grpc.UntypedServiceImplementation
   const known = (service: string | undefined) => (HEALTH_SERVICES as readonly string[]).includes(service ?? "");
 
   return {
-    Check(call: grpc.ServerUnaryCall<{ service: string } | undefined, unknown>, callback: grpc.sendUnaryData<unknown>) {
-      if (!known(call.request?.service)) {
-        callback({ code: grpc.status.NOT_FOUND, details: `unknown service "${call.request?.service}"` });
+    Check(call: grpc.ServerUnaryCall<{ service?: string }, unknown>, callback: grpc.sendUnaryData<unknown>) {
+      if (!known(call.request.service)) {
+        callback({ code: grpc.status.NOT_FOUND, details: `unknown service "${call.request.service}"` });
         return;
       }
       callback(null, create(HealthCheckResponseSchema, { status: statusOf() }));
     },
 
-    Watch(call: grpc.ServerWritableStream<{ service: string } | undefined, unknown>) {
-      if (!known(call.request?.service)) {
+    Watch(call: grpc.ServerWritableStream<{ service?: string }, unknown>) {
+      if (!known(call.request.service)) {
         call.write(create(HealthCheckResponseSchema, { status: ServingStatus.SERVICE_UNKNOWN }));
         return;
       }

@@ -1,0 +1,69 @@
+import { Command, CommanderError } from "commander";
+import { systemClock, type Clock } from "../clock.js";
+import { StoreError } from "../keys/key-store.js";
+import { addCheckCommand } from "./check-command.js";
+import { addDevCommand } from "./dev-command.js";
+import { UsageError } from "./errors.js";
+import type { Environment } from "./options.js";
+import { processOutput, type Output } from "./output.js";
+import { addSidecarCommand } from "./sidecar-command.js";
+import { addApiCommands, addKeyCommands, addPlanCommands, type CommandContext } from "./store-commands.js";
+
+export interface RunOptions {
+  output?: Output;
+  env?: Environment;
+  clock?: Clock;
+}
+
+/** Exit codes: 0 success, 1 a failure such as a denied check or an unknown id, 2 a usage error. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+/** Runs the `tollgate` command line; resolves to the exit code instead of exiting. */
+export async function runCli(argv: string[], options: RunOptions = {}): Promise<number> {
+  const output = options.output ?? processOutput;
+  const context: CommandContext = { output, env: options.env ?? {}, clock: options.clock ?? systemClock, exitCode: EXIT.ok };
+  const program = createProgram(context);
+
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return context.exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    if (error instanceof UsageError) {
+      output.err(`tollgate: ${error.message}`);
+      return EXIT.usage;
+    }
+    if (error instanceof StoreError) {
+      output.err(`tollgate: ${error.message}`);
+      return EXIT.failure;
+    }
+    output.err(`tollgate: ${(error as Error).message ?? String(error)}`);
+    return EXIT.failure;
+  }
+}
+
+function createProgram(context: CommandContext): Command {
+  const program = new Command("tollgate")
+    .description("API keys, rate limits and usage for HTTP APIs behind Envoy")
+    .configureOutput({
+      writeOut: (text) => context.output.out(text),
+      writeErr: (text) => context.output.err(text),
+      outputError: (text, write) => write(`tollgate: ${text.replace(/^error: /, "")}`),
+    })
+    .exitOverride();
+
+  addApiCommands(program, context);
+  addPlanCommands(program, context);
+  addKeyCommands(program, context);
+  addSidecarCommand(program, context);
+  addCheckCommand(program, context);
+  addDevCommand(program, context);
+
+  // Subcommands inherit output and error handling, so every one answers --help and fails in one line.
+  for (const command of allCommands(program)) command.exitOverride().configureOutput(program.configureOutput());
+  return program;
+}
+
+function allCommands(command: Command): Command[] {
+  return command.commands.flatMap((child) => [child, ...allCommands(child)]);
+}

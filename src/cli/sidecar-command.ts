@@ -1,0 +1,66 @@
+import type { Command } from "commander";
+import { loadSidecarConfig, type SidecarConfig } from "../config/sidecar-config.js";
+import { createLogger } from "../log/logger.js";
+import { startSidecar, type Sidecar } from "../sidecar/sidecar.js";
+import { UsageError } from "./errors.js";
+import { addDataOption } from "./options.js";
+import type { CommandContext } from "./store-commands.js";
+
+export interface SidecarFlagsOptions {
+  data?: string;
+  listen?: string;
+  http?: string;
+  logLevel?: string;
+  keyQueryParam?: string;
+  shutdownGraceMs?: string;
+}
+
+export function addSidecarOptions(command: Command): Command {
+  return addDataOption(command)
+    .option("--listen <host:port>", "ext_authz and grpc.health.v1 address; default $TOLLGATE_LISTEN, else 127.0.0.1:9191")
+    .option("--http <host:port>", "/metrics, /healthz and /readyz address; default $TOLLGATE_HTTP, else 127.0.0.1:9192")
+    .option("--log-level <level>", "fatal, error, warn, info, debug (one line per decision), trace or silent; default info")
+    .option("--key-query-param <name>", "also accept the key in this query parameter, removed before the request goes upstream; off by default")
+    .option("--shutdown-grace-ms <ms>", "how long shutdown waits for in-flight checks; default 5000");
+}
+
+export function addSidecarCommand(program: Command, context: CommandContext): void {
+  const command = program.command("sidecar").description("serve Envoy's ext_authz Check from the local key store");
+  addSidecarOptions(command).action(async (options: SidecarFlagsOptions) => {
+    await runSidecarUntilSignal(sidecarConfigFrom(options, context), context);
+  });
+}
+
+export function sidecarConfigFrom(options: SidecarFlagsOptions, context: CommandContext): SidecarConfig {
+  const loaded = loadSidecarConfig(options, context.env);
+  if (!loaded.ok) throw new UsageError(`invalid configuration: ${loaded.problems.join("; ")}`);
+  return loaded.config;
+}
+
+/**
+ * Runs a sidecar until SIGTERM or SIGINT, then drains it and resolves.
+ * `onStarted` runs once the ports are bound, with the sidecar.
+ */
+export async function runSidecarUntilSignal(config: SidecarConfig, context: CommandContext, onStarted?: (sidecar: Sidecar) => void): Promise<void> {
+  const logger = createLogger(config.logLevel);
+  let sidecar: Sidecar;
+  try {
+    sidecar = await startSidecar(config, { logger, clock: context.clock });
+  } catch (error) {
+    throw new UsageError(`failed to start the sidecar: ${(error as Error).message}`);
+  }
+  context.output.err(`tollgate sidecar: ext_authz on port ${sidecar.grpcPort}, metrics on http port ${sidecar.httpPort}`);
+  onStarted?.(sidecar);
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, "signal received");
+      process.off("SIGTERM", stop);
+      process.off("SIGINT", stop);
+      sidecar.close().then(resolve, resolve);
+    };
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+  });
+  logger.flush();
+}

@@ -1,0 +1,208 @@
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { makeTempDir } from "../helpers/sidecar-harness.js";
+import { runTollgate, startTollgate, type CliProcess } from "../helpers/cli-process.js";
+
+const COMMANDS = [
+  [],
+  ["apis"],
+  ["apis", "create"],
+  ["apis", "list"],
+  ["plans"],
+  ["plans", "set"],
+  ["plans", "list"],
+  ["keys"],
+  ["keys", "create"],
+  ["keys", "list"],
+  ["keys", "revoke"],
+  ["keys", "disable"],
+  ["keys", "enable"],
+  ["sidecar"],
+  ["check"],
+  ["dev"],
+];
+
+let root: string;
+const running: CliProcess[] = [];
+
+beforeAll(() => {
+  root = makeTempDir("cli");
+});
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((process) => process.stop("SIGKILL")));
+});
+
+afterAll(() => {
+  rmSync(root, { recursive: true, force: true });
+});
+
+function dataDir(name: string): string {
+  return join(root, name);
+}
+
+/** Starts a sidecar child on free ports and returns it with its ext_authz target. */
+async function startSidecar(data: string, ...extra: string[]): Promise<{ sidecar: CliProcess; target: string; httpPort: string }> {
+  const sidecar = startTollgate(["sidecar", "--data", data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", ...extra]);
+  running.push(sidecar);
+  const [, grpcPort, httpPort] = await sidecar.waitFor(/ext_authz on port (\d+), metrics on http port (\d+)/);
+  return { sidecar, target: `127.0.0.1:${grpcPort}`, httpPort: httpPort! };
+}
+
+/** Repeats a check until its exit code is `expected`, for up to `withinMs`; returns the time it took. */
+async function checkUntil(target: string, key: string, expected: number, withinMs: number): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    const result = await runTollgate(["check", "--target", target, "--key", key, "GET", "/v1/hello"]);
+    if (result.code === expected) return Date.now() - started;
+    if (Date.now() - started > withinMs) throw new Error(`check still exits ${result.code}: ${result.stdout}`);
+  }
+}
+
+describe("help and usage errors", () => {
+  it.each(COMMANDS.map((command) => [command.join(" ") || "tollgate", command] as const))("answers --help for %s", async (_name, command) => {
+    const result = await runTollgate([...command, "--help"]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^Usage: tollgate/);
+  });
+
+  it.each([
+    [["keys", "create"], /--api/],
+    [["plans", "set", "shop", "free", "--tier", "5/1x"], /invalid tier "5\/1x"/],
+    [["keys", "create", "--api", "shop", "--expires-in", "soon"], /--expires-in: "soon"/],
+    [["keys", "list", "--state", "sleepy"], /--state: "sleepy"/],
+    [["apis", "create", "shop", "--prefix", "Bad_Prefix"], /invalid prefix "Bad_Prefix"/],
+    [["check", "GET", "/", "--target", "nowhere"], /--target: "nowhere"/],
+    [["check", "GET", "no-slash"], /PATH: "no-slash"/],
+    [["bogus"], /unknown command 'bogus'/],
+  ])("rejects %j in one line", async (args, message) => {
+    const result = await runTollgate(args, { TOLLGATE_DATA: dataDir("usage") });
+    expect(result.code).not.toBe(0);
+    const lines = result.stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^tollgate: /);
+    expect(lines[0]).toMatch(message);
+  });
+
+  it("lists every configuration problem at once", async () => {
+    const result = await runTollgate(["sidecar", "--data", dataDir("config"), "--listen", "nope", "--http", "127.0.0.1:99999", "--log-level", "loud"]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--listen: "nope"');
+    expect(result.stderr).toContain("--http: port 99999");
+    expect(result.stderr).toContain('--log-level: "loud"');
+  });
+});
+
+describe("standalone store and sidecar", () => {
+  it("creates, lists and changes keys", async () => {
+    const data = dataDir("crud");
+    expect((await runTollgate(["apis", "create", "shop", "--data", data])).code).toBe(0);
+    expect((await runTollgate(["plans", "set", "shop", "free", "--tier", "5/1s", "--tier", "8/1m", "--data", data])).code).toBe(0);
+
+    const created = await runTollgate(["keys", "create", "--api", "shop", "--scopes", "read,write", "--owner", "acme", "--name", "ci", "--expires-in", "30d", "--json", "--data", data]);
+    expect(created.code).toBe(0);
+    const key = JSON.parse(created.stdout) as { id: string; key: string; scopes: string[]; state: string; expiresAt: string };
+    expect(key.key).toMatch(/^shop_[1-9A-HJ-NP-Za-km-z]{30}$/);
+    expect(key.scopes).toEqual(["read", "write"]);
+    expect(key.state).toBe("active");
+
+    const listed = await runTollgate(["keys", "list", "--json", "--data", data]);
+    expect(listed.stdout).not.toContain(key.key);
+    expect(JSON.parse(listed.stdout)).toHaveLength(1);
+
+    expect(JSON.parse((await runTollgate(["keys", "disable", key.id, "--json", "--data", data])).stdout).state).toBe("disabled");
+    expect(JSON.parse((await runTollgate(["keys", "list", "--state", "disabled", "--json", "--data", data])).stdout)).toHaveLength(1);
+    expect(JSON.parse((await runTollgate(["keys", "enable", key.id, "--json", "--data", data])).stdout).state).toBe("active");
+    expect(JSON.parse((await runTollgate(["keys", "revoke", key.id, "--json", "--data", data])).stdout).state).toBe("revoked");
+
+    const missing = await runTollgate(["keys", "revoke", "key_nope", "--data", data]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim()).toBe('tollgate: key "key_nope" not found');
+  });
+
+  it("reads the data folder from TOLLGATE_DATA", async () => {
+    const data = dataDir("env");
+    expect((await runTollgate(["apis", "create", "envapi"], { TOLLGATE_DATA: data })).code).toBe(0);
+    expect((await runTollgate(["apis", "list", "--data", data])).stdout).toContain("envapi");
+  });
+
+  it("enforces CLI changes on a running sidecar within a second", async () => {
+    const data = dataDir("live");
+    await runTollgate(["apis", "create", "shop", "--data", data]);
+    const { target } = await startSidecar(data);
+
+    const created = JSON.parse((await runTollgate(["keys", "create", "--api", "shop", "--json", "--data", data])).stdout) as { id: string; key: string };
+    expect(await checkUntil(target, created.key, 0, 1_000)).toBeLessThan(1_000);
+
+    await runTollgate(["keys", "disable", created.id, "--data", data]);
+    expect(await checkUntil(target, created.key, 1, 1_000)).toBeLessThan(1_000);
+    const disabled = await runTollgate(["check", "--target", target, "--key", created.key, "GET", "/v1/hello"]);
+    expect(disabled.stdout).toMatch(/^DENY 403 disabled_key/);
+
+    await runTollgate(["keys", "enable", created.id, "--data", data]);
+    expect(await checkUntil(target, created.key, 0, 1_000)).toBeLessThan(1_000);
+
+    await runTollgate(["keys", "revoke", created.id, "--data", data]);
+    expect(await checkUntil(target, created.key, 1, 1_000)).toBeLessThan(1_000);
+  });
+
+  it("answers not_ready until the store exists", async () => {
+    const data = dataDir("late");
+    const { target, httpPort } = await startSidecar(data);
+
+    const early = await runTollgate(["check", "--target", target, "GET", "/"]);
+    expect(early.stdout).toMatch(/^DENY 503 not_ready/);
+    expect(early.stdout).toMatch(/retry-after: 1/);
+    expect((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status).toBe(503);
+
+    await runTollgate(["apis", "create", "shop", "--data", data]);
+    const deadline = Date.now() + 1_000;
+    while ((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status !== 200) {
+      if (Date.now() > deadline) throw new Error("the sidecar did not become ready within a second");
+    }
+    expect((await runTollgate(["check", "--target", target, "GET", "/"])).stdout).toMatch(/^DENY 401 missing_key/);
+  });
+
+  it("drains and exits cleanly on SIGTERM", async () => {
+    const { sidecar } = await startSidecar(dataDir("term"));
+    expect(await sidecar.stop("SIGTERM")).toBe(0);
+    expect(sidecar.output().stderr).toContain('"msg":"sidecar stopped"');
+  });
+
+  it("serves Prometheus metrics and liveness", async () => {
+    const data = dataDir("metrics");
+    await runTollgate(["apis", "create", "shop", "--data", data]);
+    const { target, httpPort } = await startSidecar(data);
+    await runTollgate(["check", "--target", target, "GET", "/"]);
+
+    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/tollgate_check_decisions_total\{decision="deny",reason="missing_key"\} 1/);
+    expect(metrics).toMatch(/tollgate_check_duration_seconds_bucket/);
+    expect(metrics).toMatch(/tollgate_process_resident_memory_bytes/);
+    expect((await fetch(`http://127.0.0.1:${httpPort}/healthz`)).status).toBe(200);
+  });
+});
+
+describe("dev", () => {
+  it("creates a demo key once and serves it", async () => {
+    const data = dataDir("dev");
+    const dev = startTollgate(["dev", "--data", data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    running.push(dev);
+    const [, target, key] = await dev.waitFor(/check --target (\S+) --key (demo_\S+) GET \/v1\/hello/);
+
+    const allowed = await runTollgate(["check", "--target", target!, "--key", key!, "GET", "/v1/hello"]);
+    expect(allowed.code).toBe(0);
+    expect(allowed.stdout).toMatch(/^ALLOW ok/);
+    expect(allowed.stdout).toContain('ratelimit-policy: "5/1s";q=5;w=1');
+    expect(await dev.stop()).toBe(0);
+    // The debug decision log never carries the key.
+    expect(dev.output().stderr).toContain('"msg":"check"');
+    expect(dev.output().stderr).not.toContain(key);
+
+    const again = startTollgate(["dev", "--data", data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    running.push(again);
+    await again.waitFor(/created on an earlier run/);
+    expect(again.output().stdout).not.toMatch(/demo_[1-9A-Za-z]{30}/);
+  });
+});
