@@ -13,7 +13,12 @@ export interface SidecarMetrics {
   storeReady: Gauge;
 }
 
-export function createSidecarMetrics(): SidecarMetrics {
+/** Values read at scrape time from the components that own them. */
+export interface SidecarGauges {
+  rateLimitCounters(): number;
+}
+
+export function createSidecarMetrics(gauges: SidecarGauges = { rateLimitCounters: () => 0 }): SidecarMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "tollgate_" });
 
@@ -41,6 +46,9 @@ export function createSidecarMetrics(): SidecarMetrics {
       name: "tollgate_ratelimit_counters",
       help: "Sliding-window counters held in memory, one per key and window length.",
       registers: [registry],
+      collect() {
+        this.set(gauges.rateLimitCounters());
+      },
     }),
     storeReady: new Gauge({
       name: "tollgate_store_ready",

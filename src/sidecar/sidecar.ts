@@ -29,9 +29,9 @@ export interface SidecarDependencies {
 export async function startSidecar(config: SidecarConfig, dependencies: SidecarDependencies): Promise<Sidecar> {
   const { logger } = dependencies;
   const clock = dependencies.clock ?? systemClock;
-  const metrics = createSidecarMetrics();
-  const readiness = new Readiness();
   const limiter = new RateLimiter();
+  const metrics = createSidecarMetrics({ rateLimitCounters: () => limiter.size });
+  const readiness = new Readiness();
 
   const path = storePath(config.dataDir);
   const keys = new LocalKeySource(path, clock, {
@@ -43,10 +43,7 @@ export async function startSidecar(config: SidecarConfig, dependencies: SidecarD
   });
   if (!keys.ready) logger.warn({ store: path }, "key store not found; answering not_ready until it is created");
 
-  const sweepTimer = setInterval(() => {
-    limiter.sweep(clock.monotonicMs());
-    metrics.rateLimitCounters.set(limiter.size);
-  }, dependencies.sweepIntervalMs ?? 10_000);
+  const sweepTimer = setInterval(() => limiter.sweep(clock.monotonicMs()), dependencies.sweepIntervalMs ?? 10_000);
   sweepTimer.unref();
 
   const check = createCheckHandler({ keys, limiter, clock, logger, metrics, keyQueryParameter: config.keyQueryParameter });
