@@ -75,7 +75,9 @@ export function msUntilAdmitted(counter: WindowCounter, limit: number, cost: num
   const slots = counter.counts.length;
   for (let index = counter.head - slots + 1; index <= counter.head; index++) {
     remainingCount -= counter.counts[mod(index, slots)]!;
-    if (remainingCount + cost <= limit) return leavesWindowAtMs(counter, index) - nowMs;
+    // Rounded up to whole milliseconds, because sub-windows of windows that are not a multiple of
+    // 10 ms have fractional bounds; the nanosecond of slack absorbs float error in those bounds.
+    if (remainingCount + cost <= limit) return Math.ceil(leavesWindowAtMs(counter, index) - nowMs - 1e-6);
   }
   return counter.windowMs;
 }

@@ -30,7 +30,8 @@ export function parseTier(text: string): ParsedTier {
   const windowMs = Number(amountText) * UNIT_MS[unit as keyof typeof UNIT_MS];
   const mode = modeText ?? "reject";
 
-  if (!Number.isSafeInteger(limit) || limit < 1) return { ok: false, problem: `invalid tier "${text}": the limit must be at least 1` };
+  if (limit < 1) return { ok: false, problem: `invalid tier "${text}": the limit must be at least 1` };
+  if (!Number.isSafeInteger(limit)) return { ok: false, problem: `invalid tier "${text}": the limit must be at most ${Number.MAX_SAFE_INTEGER}` };
   if (windowMs < 1 || windowMs > MAX_WINDOW_MS) return { ok: false, problem: `invalid tier "${text}": the window must be from 1ms to 366d` };
   if (!(TIER_MODES as readonly string[]).includes(mode)) {
     return { ok: false, problem: `invalid tier "${text}": unknown mode "${mode}" (use ${TIER_MODES.join(" or ")})` };

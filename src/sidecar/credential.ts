@@ -55,8 +55,9 @@ function queryValues(path: string, name: string): string[] {
   const values: string[] = [];
   for (const pair of path.slice(start + 1).split("&")) {
     const equals = pair.indexOf("=");
+    // Compared undecoded, because Envoy removes query parameters by their name as written.
     const rawName = equals < 0 ? pair : pair.slice(0, equals);
-    if (safeDecode(rawName) !== name) continue;
+    if (rawName !== name) continue;
     values.push(equals < 0 ? "" : safeDecode(pair.slice(equals + 1).replace(/\+/g, " ")));
   }
   return values;
