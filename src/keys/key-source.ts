@@ -10,7 +10,7 @@ export interface KeySource {
 }
 
 export interface LocalKeySourceOptions {
-  /** How often to look for the store file while it does not exist yet. Default 250 ms. */
+  /** How often to check the store while it is not ready. Default 250 ms. */
   openRetryMs?: number;
   /** Called once when the store has been opened. */
   onReady?: () => void;
@@ -19,11 +19,15 @@ export interface LocalKeySourceOptions {
 /**
  * Serves keys from a local SQLite store written by other processes (the CLI,
  * or the replication client). Every lookup reads the file's latest committed
- * state, so a revocation is enforced from the next Check on; a missing file
- * keeps the source not ready until it appears.
+ * state, so a revocation is enforced from the next Check on. The source is
+ * not ready while the file is missing or, for a replica, until its first
+ * complete snapshot; once ready it stays ready.
  */
 export class LocalKeySource implements KeySource {
+  /** The store once it may serve keys. */
   private store: KeyStore | undefined;
+  /** The store once its file exists, perhaps not yet servable. */
+  private opened: KeyStore | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -49,14 +53,17 @@ export class LocalKeySource implements KeySource {
 
   close(): void {
     this.stopRetrying();
-    this.store?.close();
+    this.opened?.close();
+    this.opened = undefined;
     this.store = undefined;
   }
 
   private tryOpen(): boolean {
-    this.store = KeyStore.openExisting(this.path, this.clock);
-    if (this.store) this.options.onReady?.();
-    return this.store !== undefined;
+    this.opened ??= KeyStore.openExisting(this.path, this.clock);
+    if (!this.opened?.isServing()) return false;
+    this.store = this.opened;
+    this.options.onReady?.();
+    return true;
   }
 
   private stopRetrying(): void {

@@ -3,11 +3,15 @@ import type { Tier } from "../ratelimit/tier.js";
 /** An API whose requests Tollgate guards; its keys carry its prefix. */
 export interface ApiRecord {
   id: string;
+  /** Organization that owns the API; null in a standalone store. */
+  orgId: string | null;
   name: string;
   keyPrefix: string;
   /** Plan for keys created without one; null for no rate limits. */
   defaultPlanId: string | null;
   createdAtMs: number;
+  /** Global version of the API's last change. */
+  version: number;
 }
 
 /** A named list of rate-limit tiers within an API. */
@@ -18,6 +22,7 @@ export interface PlanRecord {
   tiers: Tier[];
   createdAtMs: number;
   updatedAtMs: number;
+  version: number;
 }
 
 /** A stored key: everything but the secret, which exists only as a hash. */
@@ -34,12 +39,21 @@ export interface KeyRecord {
   expiresAtMs: number | null;
   revokedAtMs: number | null;
   createdAtMs: number;
+  updatedAtMs: number;
+  /** Free-form JSON object for the API team's own use. */
+  metadata: Record<string, unknown> | null;
+  /** Tiers that replace the plan's for this key; null to use the plan's. */
+  tierOverride: Tier[] | null;
+  /** Until when the secret replaced by the last rotation keeps working; null when none does. */
+  previousSecretExpiresAtMs: number | null;
+  version: number;
 }
 
-/** A key joined with what a decision needs: its API and its plan's tiers. */
+/** A key joined with what a decision needs: its API and the tiers that apply to it. */
 export interface KeyGrant extends KeyRecord {
   apiName: string;
   planName: string | null;
+  /** The key's tier override when it has one, else its plan's tiers. */
   tiers: Tier[];
 }
 

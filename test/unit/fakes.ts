@@ -42,6 +42,11 @@ export function makeGrant(overrides: Partial<KeyGrant> = {}): KeyGrant {
     expiresAtMs: null,
     revokedAtMs: null,
     createdAtMs: START_WALL_MS - 86_400_000,
+    updatedAtMs: START_WALL_MS - 86_400_000,
+    metadata: null,
+    tierOverride: null,
+    previousSecretExpiresAtMs: null,
+    version: 1,
     tiers: [],
     ...overrides,
   };
