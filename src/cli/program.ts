@@ -6,6 +6,7 @@ import { addDevCommand } from "./dev-command.js";
 import { UsageError } from "./errors.js";
 import type { Environment } from "./options.js";
 import { processOutput, type Output } from "./output.js";
+import { addServerCommand } from "./server-command.js";
 import { addSidecarCommand } from "./sidecar-command.js";
 import { addApiCommands, addKeyCommands, addPlanCommands, type CommandContext } from "./store-commands.js";
 
@@ -55,6 +56,7 @@ function createProgram(context: CommandContext): Command {
   addApiCommands(program, context);
   addPlanCommands(program, context);
   addKeyCommands(program, context);
+  addServerCommand(program, context);
   addSidecarCommand(program, context);
   addCheckCommand(program, context);
   addDevCommand(program, context);

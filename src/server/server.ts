@@ -1,0 +1,103 @@
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Registry, collectDefaultMetrics } from "prom-client";
+import { systemClock, type Clock } from "../clock.js";
+import type { ServerConfig } from "../config/server-config.js";
+import { storePath } from "../config/sidecar-config.js";
+import { hashKey } from "../keys/key-format.js";
+import type { Logger } from "../log/logger.js";
+import { registerAdminServices } from "./admin/register.js";
+import { createAuthInterceptor } from "./auth.js";
+import { startDualProtocolServer, type RequestHandler } from "./http-server.js";
+import { registerReplicationService } from "./replication/replication-service.js";
+import { SqliteServerStore } from "./store/sqlite-server-store.js";
+import type { ServerStore } from "./store/server-store.js";
+
+export interface TollgateServer {
+  port: number;
+  store: ServerStore;
+  registry: Registry;
+  /** The admin token generated at this start, when there was none; shown once, never stored. */
+  generatedAdminToken: string | undefined;
+  /** Ends replication streams, lets open calls finish within the grace time, and closes the store. */
+  close(): Promise<void>;
+}
+
+export interface ServerDependencies {
+  logger: Logger;
+  clock?: Clock;
+}
+
+/**
+ * Starts the store of record with its admin API (Connect, gRPC and gRPC-Web)
+ * and the replication stream, all on one port, plus /healthz, /readyz and
+ * /metrics on the same port.
+ */
+export async function startServer(config: ServerConfig, dependencies: ServerDependencies): Promise<TollgateServer> {
+  const { logger } = dependencies;
+  const clock = dependencies.clock ?? systemClock;
+  const store = SqliteServerStore.open(storePath(config.dataDir), clock);
+  const generatedAdminToken = await bootstrapAdminToken(store, config.adminToken);
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "tollgate_server_" });
+  const shutdown = new AbortController();
+
+  const connectHandler = connectNodeAdapter({
+    interceptors: [createAuthInterceptor(store)],
+    routes: (router) => {
+      registerAdminServices(router, { store, clock, logger });
+      registerReplicationService(router, { store, clock, logger, registry, shutdown: shutdown.signal });
+    },
+    fallback: (request, response) => operationsEndpoint(request.url ?? "/", registry, response),
+  });
+
+  const http = await startDualProtocolServer(config.listen.host, config.listen.port, connectHandler as RequestHandler, logger);
+  logger.info({ host: config.listen.host, port: http.port, store: storePath(config.dataDir) }, "server listening");
+
+  return {
+    port: http.port,
+    store,
+    registry,
+    generatedAdminToken,
+    async close() {
+      logger.info({ graceMs: config.shutdownGraceMs }, "server shutting down");
+      shutdown.abort();
+      await http.close(config.shutdownGraceMs);
+      await store.close();
+      logger.info("server stopped");
+    },
+  };
+}
+
+/**
+ * Makes sure an admin token exists: the one from TOLLGATE_ADMIN_TOKEN, or a
+ * generated one on first start. Returns the generated secret, to print once.
+ */
+async function bootstrapAdminToken(store: ServerStore, fromEnvironment: string | undefined): Promise<string | undefined> {
+  if (fromEnvironment !== undefined) {
+    if (!(await store.findToken(hashKey(fromEnvironment)))) await store.createToken(null, { name: "bootstrap (TOLLGATE_ADMIN_TOKEN)", kind: "admin", secret: fromEnvironment });
+    return undefined;
+  }
+  if ((await store.countTokens("admin")) > 0) return undefined;
+  return (await store.createToken(null, { name: "bootstrap", kind: "admin" })).secret;
+}
+
+/** The part of a Node HTTP/1.1 or HTTP/2 response that the operations endpoints use. */
+interface PlainResponse {
+  writeHead(status: number, headers: Record<string, string>): unknown;
+  end(body: string): unknown;
+}
+
+function operationsEndpoint(url: string, registry: Registry, response: PlainResponse): void {
+  const path = url.split("?", 1)[0];
+  const reply = (status: number, contentType: string, body: string) => {
+    response.writeHead(status, { "content-type": contentType });
+    response.end(body);
+  };
+  if (path === "/healthz" || path === "/readyz") return reply(200, "text/plain", "ok\n");
+  if (path !== "/metrics") return reply(404, "text/plain", "not found\n");
+  registry.metrics().then(
+    (text) => reply(200, registry.contentType, text),
+    () => reply(500, "text/plain", "metrics collection failed\n"),
+  );
+}
