@@ -1,11 +1,12 @@
 import type { Command } from "commander";
 import { formatListenAddress } from "../config/listen-address.js";
 import { DEFAULT_LISTEN } from "../config/sidecar-config.js";
-import type { KeyStore } from "../keys/key-store.js";
 import { formatTier, type Tier } from "../ratelimit/tier.js";
 import { dataDirOf } from "./options.js";
 import { addSidecarOptions, runSidecarUntilSignal, sidecarConfigFrom, type SidecarFlagsOptions } from "./sidecar-command.js";
-import { withStore, type CommandContext } from "./store-commands.js";
+import type { CommandContext } from "./store-commands.js";
+import { storePath } from "../config/sidecar-config.js";
+import { KeyStore } from "../keys/key-store.js";
 
 const DEMO_API = "demo";
 const DEMO_PLAN = "free";
@@ -21,7 +22,13 @@ export function addDevCommand(program: Command, context: CommandContext): void {
     .description("set up a demo API, plan and key in the local store (first run only) and run a sidecar on it");
   addSidecarOptions(command).action(async (options: SidecarFlagsOptions) => {
     const config = sidecarConfigFrom({ logLevel: "debug", ...options }, context);
-    const secret = withStore(options, context, (store) => seedDemo(store));
+    const store = KeyStore.open(storePath(dataDirOf(options, context.env)), context.clock);
+    let secret: string | undefined;
+    try {
+      secret = seedDemo(store);
+    } finally {
+      store.close();
+    }
 
     await runSidecarUntilSignal(config, context, (sidecar) => {
       const { output } = context;

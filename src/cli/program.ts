@@ -8,7 +8,7 @@ import type { Environment } from "./options.js";
 import { processOutput, type Output } from "./output.js";
 import { addServerCommand } from "./server-command.js";
 import { addSidecarCommand } from "./sidecar-command.js";
-import { addApiCommands, addKeyCommands, addPlanCommands, type CommandContext } from "./store-commands.js";
+import { addApiCommands, addKeyCommands, addPlanCommands, addServerRecordCommands, type CommandContext } from "./store-commands.js";
 
 export interface RunOptions {
   output?: Output;
@@ -51,11 +51,14 @@ function createProgram(context: CommandContext): Command {
       writeErr: (text) => context.output.err(text),
       outputError: (text, write) => write(`tollgate: ${text.replace(/^error: /, "")}`),
     })
+    .option("--server <url>", "manage records on this server's admin API instead of the local store; default $TOLLGATE_SERVER")
+    .option("--token <token>", "admin token for --server; default $TOLLGATE_ADMIN_TOKEN")
     .exitOverride();
 
   addApiCommands(program, context);
   addPlanCommands(program, context);
   addKeyCommands(program, context);
+  addServerRecordCommands(program, context);
   addServerCommand(program, context);
   addSidecarCommand(program, context);
   addCheckCommand(program, context);

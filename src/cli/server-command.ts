@@ -4,6 +4,7 @@ import { createLogger } from "../log/logger.js";
 import { startServer, type TollgateServer } from "../server/server.js";
 import { UsageError } from "./errors.js";
 import { addDataOption } from "./options.js";
+import { untilSignal } from "./sidecar-command.js";
 import type { CommandContext } from "./store-commands.js";
 
 export function addServerOptions(command: Command): Command {
@@ -37,21 +38,12 @@ export async function runServerUntilSignal(config: ServerConfig, context: Comman
   } catch (error) {
     throw new UsageError(`failed to start the server: ${(error as Error).message}`);
   }
+  const stopped = untilSignal(logger, () => server.close());
   context.output.err(`tollgate server: listening on port ${server.port}`);
   if (server.generatedAdminToken) {
     context.output.out(`Admin token, shown only now; store it safely (or set TOLLGATE_ADMIN_TOKEN before the first start):\n\n  ${server.generatedAdminToken}\n`);
   }
   await onStarted?.(server);
-
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      logger.info({ signal }, "signal received");
-      process.off("SIGTERM", stop);
-      process.off("SIGINT", stop);
-      server.close().then(resolve, resolve);
-    };
-    process.on("SIGTERM", stop);
-    process.on("SIGINT", stop);
-  });
+  await stopped;
   logger.flush();
 }

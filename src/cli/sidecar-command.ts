@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { loadSidecarConfig, type SidecarConfig } from "../config/sidecar-config.js";
-import { createLogger } from "../log/logger.js";
+import { createLogger, type Logger } from "../log/logger.js";
 import { startSidecar, type Sidecar } from "../sidecar/sidecar.js";
 import { UsageError } from "./errors.js";
 import { addDataOption } from "./options.js";
@@ -49,18 +49,35 @@ export async function runSidecarUntilSignal(config: SidecarConfig, context: Comm
   } catch (error) {
     throw new UsageError(`failed to start the sidecar: ${(error as Error).message}`);
   }
+  // Handlers go in before the ready line, so a supervisor that signals as soon as it reads the line is heard.
+  const stopped = untilSignal(logger, () => sidecar.close());
   context.output.err(`tollgate sidecar: ext_authz on port ${sidecar.grpcPort}, metrics on http port ${sidecar.httpPort}`);
   onStarted?.(sidecar);
+  await stopped;
+  logger.flush();
+}
 
-  await new Promise<void>((resolve) => {
+/**
+ * Resolves once SIGTERM or SIGINT has arrived and `close` has finished.
+ * Signals that arrive while closing are logged and ignored, so a repeated
+ * SIGTERM cannot cut the drain short.
+ */
+export function untilSignal(logger: Logger, close: () => Promise<void>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let closing = false;
     const stop = (signal: NodeJS.Signals) => {
-      logger.info({ signal }, "signal received");
-      process.off("SIGTERM", stop);
-      process.off("SIGINT", stop);
-      sidecar.close().then(resolve, resolve);
+      logger.info({ signal, closing }, "signal received");
+      if (closing) return;
+      closing = true;
+      close()
+        .catch((error: unknown) => logger.error({ err: error }, "shutdown failed"))
+        .finally(() => {
+          process.off("SIGTERM", stop);
+          process.off("SIGINT", stop);
+          resolve();
+        });
     };
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);
   });
-  logger.flush();
 }

@@ -1,7 +1,8 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { makeTempDir } from "../helpers/sidecar-harness.js";
+import { buildEnvoyCheckRequest, createCheckClient } from "../../src/sidecar/check-client.js";
+import { httpStatusOf, makeTempDir } from "../helpers/sidecar-harness.js";
 import { runTollgate, startTollgate, type CliProcess } from "../helpers/cli-process.js";
 
 const COMMANDS = [
@@ -50,13 +51,22 @@ async function startSidecar(data: string, ...extra: string[]): Promise<{ sidecar
   return { sidecar, target: `127.0.0.1:${grpcPort}`, httpPort: httpPort! };
 }
 
-/** Repeats a check until its exit code is `expected`, for up to `withinMs`; returns the time it took. */
+/**
+ * Repeats a Check from this process until its HTTP status is `expected`, for
+ * up to `withinMs`; returns the time it took. The time starts after the CLI
+ * command that made the change has exited.
+ */
 async function checkUntil(target: string, key: string, expected: number, withinMs: number): Promise<number> {
+  const client = createCheckClient(target);
   const started = Date.now();
-  for (;;) {
-    const result = await runTollgate(["check", "--target", target, "--key", key, "GET", "/v1/hello"]);
-    if (result.code === expected) return Date.now() - started;
-    if (Date.now() - started > withinMs) throw new Error(`check still exits ${result.code}: ${result.stdout}`);
+  try {
+    for (;;) {
+      const response = await client.check(buildEnvoyCheckRequest({ method: "GET", path: "/v1/hello", headers: { authorization: `Bearer ${key}` } }));
+      if (httpStatusOf(response) === expected) return Date.now() - started;
+      if (Date.now() - started > withinMs) throw new Error(`the check still answers ${httpStatusOf(response)} after ${withinMs} ms`);
+    }
+  } finally {
+    client.close();
   }
 }
 
@@ -133,18 +143,18 @@ describe("standalone store and sidecar", () => {
     const { target } = await startSidecar(data);
 
     const created = JSON.parse((await runTollgate(["keys", "create", "--api", "shop", "--json", "--data", data])).stdout) as { id: string; key: string };
-    expect(await checkUntil(target, created.key, 0, 1_000)).toBeLessThan(1_000);
+    expect(await checkUntil(target, created.key, 200, 1_000)).toBeLessThan(1_000);
 
     await runTollgate(["keys", "disable", created.id, "--data", data]);
-    expect(await checkUntil(target, created.key, 1, 1_000)).toBeLessThan(1_000);
+    expect(await checkUntil(target, created.key, 403, 1_000)).toBeLessThan(1_000);
     const disabled = await runTollgate(["check", "--target", target, "--key", created.key, "GET", "/v1/hello"]);
     expect(disabled.stdout).toMatch(/^DENY 403 disabled_key/);
 
     await runTollgate(["keys", "enable", created.id, "--data", data]);
-    expect(await checkUntil(target, created.key, 0, 1_000)).toBeLessThan(1_000);
+    expect(await checkUntil(target, created.key, 200, 1_000)).toBeLessThan(1_000);
 
     await runTollgate(["keys", "revoke", created.id, "--data", data]);
-    expect(await checkUntil(target, created.key, 1, 1_000)).toBeLessThan(1_000);
+    expect(await checkUntil(target, created.key, 401, 1_000)).toBeLessThan(1_000);
   });
 
   it("answers not_ready until the store exists", async () => {
