@@ -42,7 +42,7 @@ export function addCheckCommand(program: Command, context: CommandContext): void
       try {
         response = await client.check(buildEnvoyCheckRequest({ method: method.toUpperCase(), path, headers, contextExtensions }), timeoutMs);
       } catch (error) {
-        throw new UsageError(`the sidecar at ${target} did not answer: ${(error as Error).message}`);
+        throw new UsageError(`the sidecar at ${target} did not respond: ${(error as Error).message}`);
       } finally {
         client.close();
       }
@@ -53,7 +53,7 @@ export function addCheckCommand(program: Command, context: CommandContext): void
     });
 }
 
-/** A CheckResponse as a person reads it: decision, status, headers, body. */
+/** Formats a CheckResponse for people: decision, status, headers, body. */
 export function describeResponse(response: CheckResponse): string {
   const lines: string[] = [];
   const metadata = response.dynamicMetadata ?? {};

@@ -2,12 +2,12 @@ import { Option, type Command } from "commander";
 import { parseDurationMs, parseTier, type Tier } from "../ratelimit/tier.js";
 import { UsageError } from "./errors.js";
 
-/** The `--data` option every command that touches the store takes. */
+/** Adds the `--data` option that every command touching the local store takes. */
 export function addDataOption(command: Command): Command {
   return command.addOption(new Option("--data <dir>", "folder of the local key store; default $TOLLGATE_DATA, else ./data"));
 }
 
-/** The data folder from `--data`, else TOLLGATE_DATA, else ./data. */
+/** Returns the data folder: `--data`, else TOLLGATE_DATA, else ./data. */
 export function dataDirOf(options: { data?: string }, env: Environment): string {
   return options.data ?? env.TOLLGATE_DATA ?? "./data";
 }

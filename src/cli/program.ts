@@ -64,7 +64,7 @@ function createProgram(context: CommandContext): Command {
   addCheckCommand(program, context);
   addDevCommand(program, context);
 
-  // Subcommands inherit output and error handling, so every one answers --help and fails in one line.
+  // Subcommands inherit output and error handling, so each one prints --help and reports a usage error in one line.
   for (const command of allCommands(program)) command.exitOverride().configureOutput(program.configureOutput());
   return program;
 }

@@ -1,7 +1,7 @@
 import type { Tier } from "./tier.js";
 import { addCost, countAt, createCounter, isIdle, msUntilAdmitted, msUntilEmpty, type WindowCounter } from "./sliding-window.js";
 
-/** How one tier stood when a request was decided. */
+/** State of one tier when a request was decided. */
 export interface TierOutcome {
   tier: Tier;
   /** Units left in the sliding window, this request included when admitted (0 when exceeded). */

@@ -49,7 +49,7 @@ export function rollCounter(counter: WindowCounter, nowMs: number): void {
   counter.head = index;
 }
 
-/** The cost counted in the sliding window ending at `nowMs`. Rolls first. */
+/** Returns the cost counted in the sliding window ending at `nowMs`, rolling first. */
 export function countAt(counter: WindowCounter, nowMs: number): number {
   rollCounter(counter, nowMs);
   return counter.total;
@@ -63,7 +63,7 @@ export function addCost(counter: WindowCounter, cost: number, nowMs: number): vo
 }
 
 /**
- * How long until a request of `cost` fits under `limit`, if nothing else is
+ * Returns how long until a request of `cost` fits under `limit`, if nothing else is
  * counted meanwhile: zero when it fits now, at most one window otherwise, and
  * Infinity when it never can (cost above the limit).
  */
@@ -82,7 +82,7 @@ export function msUntilAdmitted(counter: WindowCounter, limit: number, cost: num
   return counter.windowMs;
 }
 
-/** How long until everything counted now has left the window: zero for an empty counter. */
+/** Returns how long until everything counted now has left the window: zero for an empty counter. */
 export function msUntilEmpty(counter: WindowCounter, nowMs: number): number {
   rollCounter(counter, nowMs);
   const slots = counter.counts.length;
@@ -92,7 +92,7 @@ export function msUntilEmpty(counter: WindowCounter, nowMs: number): number {
   return 0;
 }
 
-/** Whether the counter holds nothing that still counts at `nowMs`. */
+/** Returns whether nothing in the counter still counts at `nowMs`. */
 export function isIdle(counter: WindowCounter, nowMs: number): boolean {
   return countAt(counter, nowMs) === 0;
 }

@@ -14,7 +14,7 @@ import { invalidRequestResponse } from "./check-response.js";
 import type { Readiness } from "./health.js";
 
 export const CHECK_PATH = "/envoy.service.auth.v3.Authorization/Check";
-/** Service names the health service knows; "" is the whole server. */
+/** Service names the health service reports on; "" is the whole server. */
 export const HEALTH_SERVICES = ["", "envoy.service.auth.v3.Authorization"] as const;
 
 export interface GrpcServer {
@@ -27,7 +27,7 @@ export interface GrpcServer {
  * Serves Envoy's Authorization/Check and grpc.health.v1.Health with
  * @grpc/grpc-js, which measured faster than connect-node for this unary
  * workload (see bench/). Messages are encoded with the protobuf-es code in
- * src/gen, so the handler never sees the transport.
+ * src/gen, so the handler does not depend on the transport.
  */
 export async function startGrpcServer(address: string, check: CheckHandler, readiness: Readiness, logger: Logger): Promise<GrpcServer> {
   const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
@@ -58,8 +58,8 @@ export async function startGrpcServer(address: string, check: CheckHandler, read
 }
 
 /**
- * What a server method receives for bytes that do not decode. grpc-js treats
- * `undefined` as "no message" and fails the call, so a marker object is used.
+ * Marker a server method receives for bytes that do not decode. grpc-js
+ * treats `undefined` as "no message" and fails the call, so an object is used.
  */
 export const UNDECODABLE = Object.freeze({ undecodable: true as const });
 

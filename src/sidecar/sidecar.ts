@@ -2,13 +2,15 @@ import { systemClock, type Clock } from "../clock.js";
 import { storePath, type SidecarConfig } from "../config/sidecar-config.js";
 import { formatListenAddress } from "../config/listen-address.js";
 import { LocalKeySource } from "../keys/key-source.js";
+import { KeyStore } from "../keys/key-store.js";
 import type { Logger } from "../log/logger.js";
-import { createSidecarMetrics, type SidecarMetrics } from "../metrics/sidecar-metrics.js";
+import { createReplicaMetrics, createSidecarMetrics, type SidecarMetrics } from "../metrics/sidecar-metrics.js";
 import { RateLimiter } from "../ratelimit/limiter.js";
 import { createCheckHandler } from "./check-service.js";
 import { startGrpcServer } from "./grpc-server.js";
 import { Readiness } from "./health.js";
 import { startHttpServer } from "./http-server.js";
+import { startReplicationClient, type ReplicationClient } from "./replication-client.js";
 
 export interface Sidecar {
   grpcPort: number;
@@ -25,7 +27,11 @@ export interface SidecarDependencies {
   sweepIntervalMs?: number;
 }
 
-/** Starts a sidecar that serves keys from the local store in `config.dataDir`. */
+/**
+ * Starts a sidecar that serves keys from the store in `config.dataDir`: a
+ * local store written by the CLI, or, with `config.replication`, a replica
+ * that the sidecar keeps in step with the server.
+ */
 export async function startSidecar(config: SidecarConfig, dependencies: SidecarDependencies): Promise<Sidecar> {
   const { logger } = dependencies;
   const clock = dependencies.clock ?? systemClock;
@@ -34,6 +40,8 @@ export async function startSidecar(config: SidecarConfig, dependencies: SidecarD
   const readiness = new Readiness();
 
   const path = storePath(config.dataDir);
+  // The replica is marked before the key source first opens the file, so that source never sees it servable before its first complete snapshot.
+  const replica = config.replication && openReplica(path, clock);
   const keys = new LocalKeySource(path, clock, {
     onReady: () => {
       logger.info({ store: path }, "key store loaded");
@@ -41,7 +49,12 @@ export async function startSidecar(config: SidecarConfig, dependencies: SidecarD
       readiness.markStoreLoaded();
     },
   });
-  if (!keys.ready) logger.warn({ store: path }, "key store not found; answering not_ready until it is created");
+  if (replica) {
+    if (!keys.ready) logger.warn({ store: path }, "replica not synced yet; answering not_ready until the first complete snapshot");
+  } else if (!keys.ready) {
+    logger.warn({ store: path }, "key store not found; every Check returns not_ready until it is created");
+  }
+  const replication = replica && startReplication(config, replica, { logger, clock, metrics, onSynced: () => keys.refresh() });
 
   const sweepTimer = setInterval(() => limiter.sweep(clock.monotonicMs()), dependencies.sweepIntervalMs ?? 10_000);
   sweepTimer.unref();
@@ -58,10 +71,34 @@ export async function startSidecar(config: SidecarConfig, dependencies: SidecarD
       logger.info({ graceMs: config.shutdownGraceMs }, "sidecar shutting down");
       readiness.markDraining();
       clearInterval(sweepTimer);
+      await replication?.close();
       await grpcServer.close(config.shutdownGraceMs);
       await httpServer.close();
       keys.close();
+      replica?.close();
       logger.info("sidecar stopped");
     },
   };
+}
+
+function openReplica(path: string, clock: Clock): KeyStore {
+  const replica = KeyStore.open(path, clock);
+  replica.markReplica();
+  return replica;
+}
+
+function startReplication(
+  config: SidecarConfig,
+  replica: KeyStore,
+  context: { logger: Logger; clock: Clock; metrics: SidecarMetrics; onSynced: () => void },
+): ReplicationClient {
+  const { serverUrl, token, sidecarId } = config.replication!;
+  const startedMonotonicMs = context.clock.monotonicMs();
+  let client: ReplicationClient | undefined;
+  const metrics = createReplicaMetrics(context.metrics.registry, {
+    stalenessSeconds: () => (context.clock.monotonicMs() - (client?.lastContactMonotonicMs ?? startedMonotonicMs)) / 1000,
+  });
+  context.logger.info({ server: serverUrl, sidecarId, replicaVersion: replica.currentVersion(), synced: replica.isServing() }, "replicating keys from the server");
+  client = startReplicationClient({ serverUrl, token, sidecarId, replica, clock: context.clock, logger: context.logger, metrics, onSynced: context.onSynced });
+  return client;
 }
