@@ -14,6 +14,10 @@ export interface LocalKeySourceOptions {
   openRetryMs?: number;
   /** Called once when the store has been opened. */
   onReady?: () => void;
+  /** How often to look for changes made by other processes; they are enforced within this time. Default 100 ms. */
+  watchIntervalMs?: number;
+  /** Most grants kept in memory; the oldest goes first. Default 200,000. */
+  maxCachedKeys?: number;
 }
 
 /**
@@ -28,6 +32,11 @@ export class LocalKeySource implements KeySource {
   private store: KeyStore | undefined;
   /** The store once its file exists, perhaps not yet servable. */
   private opened: KeyStore | undefined;
+  /** Grants found by hash, dropped whenever another connection commits to the store. */
+  private readonly cache = new Map<string, KeyGrant>();
+  private readonly maxCachedKeys: number;
+  private dataVersion = -1;
+  private watchTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -35,6 +44,7 @@ export class LocalKeySource implements KeySource {
     private readonly clock: Clock,
     private readonly options: LocalKeySourceOptions = {},
   ) {
+    this.maxCachedKeys = options.maxCachedKeys ?? 200_000;
     if (!this.tryOpen()) {
       this.retryTimer = setInterval(() => {
         if (this.tryOpen()) this.stopRetrying();
@@ -48,11 +58,31 @@ export class LocalKeySource implements KeySource {
   }
 
   findGrant(hash: string): KeyGrant | undefined {
-    return this.store?.findGrant(hash);
+    const cached = this.cache.get(hash);
+    if (cached) return cached;
+    const grant = this.store?.findGrant(hash);
+    // A rotated secret stops at its own time, which the cache would not notice: look those up every time.
+    if (grant && !grant.viaPreviousSecret) {
+      if (this.cache.size >= this.maxCachedKeys) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(hash, grant);
+    }
+    return grant;
+  }
+
+  /**
+   * Checks the store now instead of at the next poll, for a writer that has
+   * just made it servable (the replication client after its first complete
+   * batch). Does nothing once the source is ready.
+   */
+  refresh(): void {
+    if (this.ready) return;
+    if (this.tryOpen()) this.stopRetrying();
   }
 
   close(): void {
     this.stopRetrying();
+    clearInterval(this.watchTimer);
+    this.cache.clear();
     this.opened?.close();
     this.opened = undefined;
     this.store = undefined;
@@ -62,8 +92,25 @@ export class LocalKeySource implements KeySource {
     this.opened ??= KeyStore.openExisting(this.path, this.clock);
     if (!this.opened?.isServing()) return false;
     this.store = this.opened;
+    this.watchForChanges();
     this.options.onReady?.();
     return true;
+  }
+
+  /**
+   * Drops the cached grants whenever SQLite's data_version shows a commit by
+   * another connection, such as the CLI or the replication client.
+   */
+  private watchForChanges(): void {
+    const store = this.store!;
+    this.dataVersion = store.dataVersion();
+    this.watchTimer = setInterval(() => {
+      const version = store.dataVersion();
+      if (version === this.dataVersion) return;
+      this.dataVersion = version;
+      this.cache.clear();
+    }, this.options.watchIntervalMs ?? 100);
+    this.watchTimer.unref();
   }
 
   private stopRetrying(): void {

@@ -118,6 +118,11 @@ export class KeyStore {
     this.db.close();
   }
 
+  /** A number that changes whenever another connection commits to the file (SQLite's data_version). */
+  dataVersion(): number {
+    return this.db.pragma("data_version", { simple: true }) as number;
+  }
+
   /** Runs `work` in one transaction: all of its changes commit together, or none on a throw. */
   transaction<T>(work: () => T): T {
     return this.db.transaction(work)();
@@ -317,11 +322,13 @@ export class KeyStore {
    */
   findGrant(hash: string): KeyGrant | undefined {
     const nowMs = this.clock.wallMs();
-    const row = (this.statements.grantByHash.get({ hash, nowMs }) ?? this.statements.grantByPreviousHash.get({ hash, nowMs })) as GrantRow | undefined;
+    const current = this.statements.grantByHash.get({ hash, nowMs }) as GrantRow | undefined;
+    const row = current ?? (this.statements.grantByPreviousHash.get({ hash, nowMs }) as GrantRow | undefined);
     if (!row) return undefined;
     const key = keyFromRow(row);
     return {
       ...key,
+      viaPreviousSecret: current === undefined,
       apiName: row.api_name,
       planName: row.plan_name,
       tiers: key.tierOverride ?? (row.plan_tiers ? (JSON.parse(row.plan_tiers) as Tier[]) : []),

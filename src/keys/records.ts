@@ -55,6 +55,8 @@ export interface KeyGrant extends KeyRecord {
   planName: string | null;
   /** The key's tier override when it has one, else its plan's tiers. */
   tiers: Tier[];
+  /** Whether the presented secret is one replaced by a rotation and still in its grace time. */
+  viaPreviousSecret?: boolean;
 }
 
 export type KeyState = "active" | "revoked" | "expired" | "disabled";

@@ -157,10 +157,17 @@ describe("denial reasons in order", () => {
     expect(httpStatusOf(await harness.check({ key: secret, contextExtensions: { "tollgate.scope": "read" } }))).toBe(200);
   });
 
-  it("enforces a revocation from the next check", async () => {
-    expect(httpStatusOf(await harness.check({ key: secret }))).toBe(200);
-    harness.store.revokeKey(keyId);
-    expectDenied(await harness.check({ key: secret }), 401, "revoked_key");
+  it("enforces a cached key's revocation within a second", async () => {
+    // No plan, so that polling is never rate limited.
+    const unlimited = harness.store.createKey({ apiId: api.id, planId: null });
+    expect(httpStatusOf(await harness.check({ key: unlimited.secret }))).toBe(200);
+    harness.store.revokeKey(unlimited.key.id);
+
+    const revokedAtMs = Date.now();
+    let response = await harness.check({ key: unlimited.secret });
+    while (httpStatusOf(response) === 200 && Date.now() - revokedAtMs < 1_000) response = await harness.check({ key: unlimited.secret });
+    expectDenied(response, 401, "revoked_key");
+    expect(Date.now() - revokedAtMs).toBeLessThan(1_000);
   });
 });
 
