@@ -211,7 +211,7 @@ export function addServerRecordCommands(program: Command, context: CommandContex
     .description("print the server's audit log of changes (needs --server)")
     .option("--resource <id>", "only changes to this key, plan, API, org or token")
     .option("--limit <n>", "how many events, from 1 to 1000", "100");
-  addJsonOption(audit).action(async (options: { resource?: string; limit: string; json?: boolean }, command: Command) => {
+  addJsonOption(addDataOption(audit)).action(async (options: { resource?: string; limit: string; json?: boolean }, command: Command) => {
     const limit = Number(options.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError(`--limit: "${options.limit}" is not a whole number from 1 to 1000`);
     printAudit(output, await withBackend(command, context, (backend) => backend.listAudit(options.resource, limit)), options.json === true);
@@ -222,7 +222,7 @@ export function addServerRecordCommands(program: Command, context: CommandContex
     .command("create <name>")
     .description("create a token and print its secret, once")
     .option("--kind <kind>", `${TOKEN_KINDS.join(" or ")}: a sidecar token may only read the replica`, "sidecar");
-  addJsonOption(create).action(async (name: string, options: { kind: string; json?: boolean }, command: Command) => {
+  addJsonOption(addDataOption(create)).action(async (name: string, options: { kind: string; json?: boolean }, command: Command) => {
     if (!(TOKEN_KINDS as readonly string[]).includes(options.kind)) throw new UsageError(`--kind: "${options.kind}" is not one of ${TOKEN_KINDS.join(", ")}`);
     const label = parseLabelOption("NAME", name);
     const { token, secret } = await withBackend(command, context, (backend) => backend.createToken(label, options.kind as TokenKind));
@@ -230,11 +230,11 @@ export function addServerRecordCommands(program: Command, context: CommandContex
     output.out(`Created ${token.kind} token ${token.id}. Its secret is shown only now; store it safely:\n\n  ${secret}\n`);
   });
   const list = tokens.command("list").description("list tokens (never their secrets)");
-  addJsonOption(list).action(async (options: { json?: boolean }, command: Command) => {
+  addJsonOption(addDataOption(list)).action(async (options: { json?: boolean }, command: Command) => {
     printTokens(output, await withBackend(command, context, (backend) => backend.listTokens()), options.json === true);
   });
   const revoke = tokens.command("revoke <id>").description("revoke a token");
-  addJsonOption(revoke).action(async (id: string, options: { json?: boolean }, command: Command) => {
+  addJsonOption(addDataOption(revoke)).action(async (id: string, options: { json?: boolean }, command: Command) => {
     const token = await withBackend(command, context, (backend) => backend.revokeToken(id));
     if (options.json) printJson(output, tokenView(token));
     else output.out(`Token ${token.id} is revoked`);

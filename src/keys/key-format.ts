@@ -32,6 +32,12 @@ export function validatePrefix(prefix: string): string | undefined {
   return "a key prefix is 1 to 12 lower-case letters or digits, starting with a letter";
 }
 
+/** Derives a key prefix from an API name: its letters and digits, lower-cased, at most 12; "tg" when none fit. */
+export function prefixFromName(name: string): string {
+  const prefix = name.toLowerCase().replace(/[^a-z0-9]/g, "").replace(/^[0-9]+/, "").slice(0, 12);
+  return prefix || "tg";
+}
+
 /** Creates a new secret key. The caller shows it once and stores only its hash. */
 export function generateKey(prefix: string): string {
   const problem = validatePrefix(prefix);

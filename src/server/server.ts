@@ -4,6 +4,7 @@ import { systemClock, type Clock } from "../clock.js";
 import type { ServerConfig } from "../config/server-config.js";
 import { storePath } from "../config/sidecar-config.js";
 import { hashKey } from "../keys/key-format.js";
+import { StoreError } from "../keys/key-store.js";
 import type { Logger } from "../log/logger.js";
 import { registerAdminServices } from "./admin/register.js";
 import { createAuthInterceptor } from "./auth.js";
@@ -75,7 +76,15 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
  */
 async function bootstrapAdminToken(store: ServerStore, fromEnvironment: string | undefined): Promise<string | undefined> {
   if (fromEnvironment !== undefined) {
-    if (!(await store.findToken(hashKey(fromEnvironment)))) await store.createToken(null, { name: "bootstrap (TOLLGATE_ADMIN_TOKEN)", kind: "admin", secret: fromEnvironment });
+    if (await store.findToken(hashKey(fromEnvironment))) return undefined;
+    try {
+      await store.createToken(null, { name: "bootstrap (TOLLGATE_ADMIN_TOKEN)", kind: "admin", secret: fromEnvironment });
+    } catch (error) {
+      if (error instanceof StoreError && error.code === "already_exists") {
+        throw new Error("TOLLGATE_ADMIN_TOKEN names a token that was revoked: set a new value or unset it", { cause: error });
+      }
+      throw error;
+    }
     return undefined;
   }
   if ((await store.countTokens("admin")) > 0) return undefined;

@@ -69,7 +69,7 @@ export class SqliteServerStore implements ServerStore {
   }
 
   async getOrg(id: string): Promise<OrgRecord | undefined> {
-    const row = this.db.prepare(`SELECT * FROM orgs WHERE id = @ref OR name = @ref`).get({ ref: id }) as OrgRow | undefined;
+    const row = this.db.prepare(`SELECT * FROM orgs WHERE id = @ref OR name = @ref ORDER BY id = @ref DESC LIMIT 1`).get({ ref: id }) as OrgRow | undefined;
     return row && orgFromRow(row);
   }
 
@@ -145,6 +145,9 @@ export class SqliteServerStore implements ServerStore {
   }
 
   async revokeKey(actor: Actor, id: string): Promise<KeyRecord> {
+    // Revoking twice changes nothing, so it records nothing either.
+    const current = this.keys.getKey(id);
+    if (current?.revokedAtMs != null) return current;
     return this.change(actor, "key.revoke", "key", () => {
       const before = this.keys.getKey(id);
       const after = this.keys.revokeKey(id);
@@ -168,6 +171,9 @@ export class SqliteServerStore implements ServerStore {
     const secret = input.secret ?? generateKey(TOKEN_PREFIXES[input.kind]);
     const creator = actor ?? { id: "bootstrap", name: "bootstrap" };
     return this.change(creator, "token.create", "token", () => {
+      if (this.db.prepare(`SELECT 1 FROM tokens WHERE hash = ?`).get(hashKey(secret))) {
+        throw new StoreError("a token with this secret exists already, perhaps revoked: choose another secret", "already_exists");
+      }
       const token: TokenRecord = {
         id: generateId("tok"),
         name: input.name,
@@ -207,7 +213,12 @@ export class SqliteServerStore implements ServerStore {
   }
 
   async listAuditEvents(filter: ListAuditFilter): Promise<AuditRecord[]> {
-    const afterSeq = filter.afterId === undefined ? 0 : ((this.db.prepare(`SELECT seq FROM audit_events WHERE id = ?`).get(filter.afterId) as { seq: number } | undefined)?.seq ?? 0);
+    let afterSeq = 0;
+    if (filter.afterId !== undefined) {
+      const after = this.db.prepare(`SELECT seq FROM audit_events WHERE id = ?`).get(filter.afterId) as { seq: number } | undefined;
+      if (!after) throw new StoreError(`audit event "${filter.afterId}" not found`, "invalid_argument");
+      afterSeq = after.seq;
+    }
     const rows = this.db
       .prepare(`SELECT * FROM audit_events WHERE seq > @afterSeq AND (@resourceId IS NULL OR resource_id = @resourceId) ORDER BY seq LIMIT @limit`)
       .all({ afterSeq, resourceId: filter.resourceId ?? null, limit: filter.limit }) as AuditRow[];
