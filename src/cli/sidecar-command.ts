@@ -13,6 +13,9 @@ export interface SidecarFlagsOptions {
   logLevel?: string;
   keyQueryParam?: string;
   shutdownGraceMs?: string;
+  server?: string;
+  token?: string;
+  sidecarId?: string;
 }
 
 export function addSidecarOptions(command: Command): Command {
@@ -24,10 +27,21 @@ export function addSidecarOptions(command: Command): Command {
     .option("--shutdown-grace-ms <ms>", "how long shutdown waits for in-flight checks; default 5000");
 }
 
+/** Options that make the sidecar replicate keys from a server; only `tollgate sidecar` has them, not `tollgate dev`. */
+export function addReplicationOptions(command: Command): Command {
+  return command
+    .option("--server <url>", "replicate keys from this Tollgate server, such as http://127.0.0.1:8080; default $TOLLGATE_SERVER, else serve the local store")
+    .option("--token <token>", "sidecar token for --server; prefer $TOLLGATE_SIDECAR_TOKEN, which other users cannot see in the process list")
+    .option("--sidecar-id <id>", "name of this sidecar in the server's logs; default $TOLLGATE_SIDECAR_ID, else hostname-pid");
+}
+
 export function addSidecarCommand(program: Command, context: CommandContext): void {
-  const command = program.command("sidecar").description("serve Envoy's ext_authz Check from the local key store");
-  addSidecarOptions(command).action(async (options: SidecarFlagsOptions) => {
-    await runSidecarUntilSignal(sidecarConfigFrom(options, context), context);
+  const command = program
+    .command("sidecar")
+    .description("serve Envoy's ext_authz Check from the local key store, or from a replica of a server's keys with --server");
+  addReplicationOptions(addSidecarOptions(command)).action(async (_options: SidecarFlagsOptions, self: Command) => {
+    // The program's own --server and --token (for the admin API) take these flags wherever they appear, so read both levels.
+    await runSidecarUntilSignal(sidecarConfigFrom(self.optsWithGlobals<SidecarFlagsOptions>(), context), context);
   });
 }
 

@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { LOG_LEVELS, type LogLevel } from "../log/logger.js";
 import { parseListenAddress, type ListenAddress } from "./listen-address.js";
@@ -16,6 +17,18 @@ export interface SidecarConfig {
   readonly keyQueryParameter: string | undefined;
   /** How long shutdown waits for in-flight Checks; `--shutdown-grace`, default 5000 ms. */
   readonly shutdownGraceMs: number;
+  /** The server to replicate keys from, or undefined to serve a local store written by the CLI. */
+  readonly replication: ReplicationSettings | undefined;
+}
+
+/** The server a sidecar replicates keys from. */
+export interface ReplicationSettings {
+  /** Origin of the Tollgate server, such as http://127.0.0.1:8080; `--server`, TOLLGATE_SERVER. */
+  readonly serverUrl: string;
+  /** A sidecar token; `--token`, TOLLGATE_SIDECAR_TOKEN. Never logged. */
+  readonly token: string;
+  /** Names this sidecar in the server's logs; `--sidecar-id`, TOLLGATE_SIDECAR_ID, default hostname-pid. */
+  readonly sidecarId: string;
 }
 
 export interface SidecarFlags {
@@ -25,6 +38,9 @@ export interface SidecarFlags {
   logLevel?: string;
   keyQueryParam?: string;
   shutdownGraceMs?: string;
+  server?: string;
+  token?: string;
+  sidecarId?: string;
 }
 
 export type LoadedConfig<T> = { ok: true; config: T } | { ok: false; problems: string[] };
@@ -65,6 +81,8 @@ export function loadSidecarConfig(flags: SidecarFlags, env: Readonly<Record<stri
   const dataDir = pick(flags.data, "TOLLGATE_DATA", "./data");
   if (dataDir.trim() === "") problems.push("--data: the data folder must not be empty");
 
+  const replication = readReplicationSettings(flags, env, problems);
+
   if (problems.length > 0) return { ok: false, problems };
   return {
     ok: true,
@@ -75,6 +93,53 @@ export function loadSidecarConfig(flags: SidecarFlags, env: Readonly<Record<stri
       logLevel: logLevel as LogLevel,
       keyQueryParameter,
       shutdownGraceMs,
+      replication,
     }),
   };
+}
+
+/**
+ * Reads `--server`, `--token` and `--sidecar-id`: all absent for a local
+ * store, or a server URL and a token together. Problems name the setting but
+ * never repeat the token.
+ */
+function readReplicationSettings(flags: SidecarFlags, env: Readonly<Record<string, string | undefined>>, problems: string[]): ReplicationSettings | undefined {
+  const serverText = flags.server ?? env.TOLLGATE_SERVER;
+  const token = flags.token ?? env.TOLLGATE_SIDECAR_TOKEN;
+  const sidecarId = flags.sidecarId ?? env.TOLLGATE_SIDECAR_ID ?? `${hostname()}-${process.pid}`;
+
+  if (serverText === undefined) {
+    if (token !== undefined) problems.push("--token: a sidecar token needs --server (or TOLLGATE_SERVER) too");
+    return undefined;
+  }
+  const serverUrl = parseServerUrl(serverText);
+  if (serverUrl === undefined) {
+    problems.push(`--server: "${serverText}" must be an http:// or https:// URL with a host and a port and nothing after them, such as http://127.0.0.1:8080`);
+  }
+  if (token === undefined || token === "") {
+    problems.push("--token: a sidecar token is required with --server; set --token or TOLLGATE_SIDECAR_TOKEN");
+  } else if (/\s/.test(token)) {
+    problems.push("--token: the sidecar token must not contain spaces or line breaks");
+  }
+  if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(sidecarId)) {
+    problems.push(`--sidecar-id: "${sidecarId.slice(0, 200)}" must be 1 to 128 letters, digits, "_", ".", ":" or "-"`);
+  }
+  if (serverUrl === undefined || token === undefined) return undefined;
+  return Object.freeze({ serverUrl, token, sidecarId });
+}
+
+/** Returns the URL's origin when it is http(s)://host:port with no path, query, fragment or credentials. */
+function parseServerUrl(text: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
+  if (url.hostname === "" || url.username !== "" || url.password !== "" || url.search !== "" || url.hash !== "") return undefined;
+  if (url.pathname !== "/" && url.pathname !== "") return undefined;
+  // URL drops a port equal to the scheme's default, so the text itself must name one.
+  if (url.port === "" && !/:\d+\/?$/.test(text)) return undefined;
+  return url.origin;
 }

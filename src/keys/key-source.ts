@@ -79,6 +79,16 @@ export class LocalKeySource implements KeySource {
     if (this.tryOpen()) this.stopRetrying();
   }
 
+  /**
+   * Drops every cached grant now, for a writer in this process that has just
+   * committed (the replication client), so the change applies from the next
+   * Check instead of after the next watch interval.
+   */
+  dropCachedGrants(): void {
+    this.cache.clear();
+    if (this.store) this.dataVersion = this.store.dataVersion();
+  }
+
   close(): void {
     this.stopRetrying();
     clearInterval(this.watchTimer);

@@ -32,6 +32,8 @@ export async function startDualProtocolServer(host: string, port: number, handle
   });
 
   const server = createNetServer((socket) => {
+    // Without it, Nagle's algorithm holds small HTTP/2 frames for the client's delayed ACK: about 40 ms a call.
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.once("data", (first: Buffer) => {

@@ -197,20 +197,28 @@ describe("standalone store and sidecar", () => {
 describe("dev", () => {
   it("creates a demo key once and serves it", async () => {
     const data = dataDir("dev");
-    const dev = startTollgate(["dev", "--data", data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    const dev = startTollgate(["dev", "--data", data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--server-listen", "127.0.0.1:0"]);
     running.push(dev);
     const [, target, key] = await dev.waitFor(/check --target (\S+) --key (demo_\S+) GET \/v1\/hello/);
+    const [, serverUrl, adminToken] = await dev.waitFor(/TOLLGATE_SERVER=(\S+) TOLLGATE_ADMIN_TOKEN=(\S+)/);
 
+    // The sidecar serves once its replica has synced from the server.
+    await checkUntil(target!, key!, 200, 5_000);
     const allowed = await runTollgate(["check", "--target", target!, "--key", key!, "GET", "/v1/hello"]);
     expect(allowed.code).toBe(0);
     expect(allowed.stdout).toMatch(/^ALLOW ok/);
     expect(allowed.stdout).toContain('ratelimit-policy: "5/1s";q=5;w=1');
+
+    // The printed admin token manages the server, and a key made there reaches the sidecar.
+    const created = await runTollgate(["--server", serverUrl!, "--token", adminToken!, "keys", "create", "--api", "demo", "--json"]);
+    expect(created.code).toBe(0);
+    await checkUntil(target!, (JSON.parse(created.stdout) as { key: string }).key, 200, 1_000);
     expect(await dev.stop()).toBe(0);
     // The debug decision log never carries the key.
     expect(dev.output().stderr).toContain('"msg":"check"');
     expect(dev.output().stderr).not.toContain(key);
 
-    const again = startTollgate(["dev", "--data", data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    const again = startTollgate(["dev", "--data", data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--server-listen", "127.0.0.1:0"]);
     running.push(again);
     await again.waitFor(/created on an earlier run/);
     expect(again.output().stdout).not.toMatch(/demo_[1-9A-Za-z]{30}/);
