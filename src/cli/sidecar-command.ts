@@ -1,22 +1,13 @@
 import type { Command } from "commander";
-import { loadSidecarConfig, type SidecarConfig } from "../config/sidecar-config.js";
+import { loadSidecarConfig, type SidecarConfig, type SidecarFlags } from "../config/sidecar-config.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { startSidecar, type Sidecar } from "../sidecar/sidecar.js";
 import { UsageError } from "./errors.js";
 import { addDataOption } from "./options.js";
 import type { CommandContext } from "./store-commands.js";
 
-export interface SidecarFlagsOptions {
-  data?: string;
-  listen?: string;
-  http?: string;
-  logLevel?: string;
-  keyQueryParam?: string;
-  shutdownGraceMs?: string;
-  server?: string;
-  token?: string;
-  sidecarId?: string;
-}
+/** The sidecar's command-line options, as commander parses them: the config loader's flags. */
+export type SidecarFlagsOptions = SidecarFlags;
 
 export function addSidecarOptions(command: Command): Command {
   return addDataOption(command)
