@@ -8,7 +8,7 @@ import { UsageError } from "./errors.js";
 import { collect } from "./options.js";
 import type { CommandContext } from "./store-commands.js";
 
-/** Exit codes of `tollgate check`, so scripts can branch on the decision. */
+/** Exit codes of `tollgate check`, so scripts can branch on the decision; an unreachable sidecar exits 1 too. */
 export const CHECK_EXIT = { allowed: 0, denied: 1 } as const;
 
 export function addCheckCommand(program: Command, context: CommandContext): void {
@@ -42,7 +42,9 @@ export function addCheckCommand(program: Command, context: CommandContext): void
       try {
         response = await client.check(buildEnvoyCheckRequest({ method: method.toUpperCase(), path, headers, contextExtensions }), timeoutMs);
       } catch (error) {
-        throw new UsageError(`the sidecar at ${target} did not respond: ${(error as Error).message}`);
+        // grpc-js prefixes the status code and appends resolution notes; the details alone say what failed.
+        const details = (error as { details?: string }).details || (error as Error).message;
+        throw new Error(`the sidecar at ${target} did not respond: ${details}`);
       } finally {
         client.close();
       }

@@ -8,7 +8,6 @@ import { startServer, type TollgateServer } from "../server/server.js";
 import { SYSTEM_ACTOR, type TokenKind } from "../server/store/records.js";
 import type { ServerStore } from "../server/store/server-store.js";
 import { startSidecar } from "../sidecar/sidecar.js";
-import { UsageError } from "./errors.js";
 import { dataDirOf } from "./options.js";
 import { serverConfigFrom } from "./server-command.js";
 import { addSidecarOptions, sidecarConfigFrom, untilSignal, type SidecarFlagsOptions } from "./sidecar-command.js";
@@ -43,7 +42,7 @@ export function addDevCommand(program: Command, context: CommandContext): void {
       try {
         server = await startServer(serverConfig, { logger, clock: context.clock });
       } catch (error) {
-        throw new UsageError(`failed to start the server: ${(error as Error).message}`);
+        throw new Error(`failed to start the server: ${(error as Error).message}`, { cause: error });
       }
       const serverUrl = `http://${formatListenAddress({ host: serverConfig.listen.host, port: server.port })}`;
       const demoSecret = await seedDemo(server.store);

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import type { Clock } from "../clock.js";
 import { storePath } from "../config/sidecar-config.js";
 import { KeyStore, StoreError } from "../keys/key-store.js";
@@ -5,18 +6,26 @@ import { keyStateAt, type KeyRecord } from "../keys/records.js";
 import type { AdminBackend, KeyView } from "./admin-backend.js";
 import { UsageError } from "./errors.js";
 
-/** The CLI's backend in standalone mode: the SQLite store in the data folder. */
-export function openLocalBackend(dataDir: string, clock: Clock): AdminBackend {
-  const store = KeyStore.open(storePath(dataDir), clock);
+/**
+ * The CLI's backend in standalone mode: the SQLite store in the data folder.
+ * With `mustExist`, for commands that only read, a missing store is an error
+ * rather than a new empty one, so a mistyped --data does not pass unnoticed.
+ */
+export function openLocalBackend(dataDir: string, clock: Clock, mustExist = false): AdminBackend {
+  const path = storePath(dataDir);
+  if (mustExist && !existsSync(path)) {
+    throw new StoreError(`no key store at ${path}: check --data, or create an API first with tollgate apis create NAME`, "not_found");
+  }
+  const store = KeyStore.open(path, clock);
   const view = (key: KeyRecord): KeyView => ({ key, state: keyStateAt(key, clock.wallMs()) });
   const requireApi = (ref: string, flag: string) => {
     const api = store.findApi(ref);
-    if (!api) throw new UsageError(`${flag}: API "${ref}" not found`);
+    if (!api) throw new StoreError(`${flag}: API "${ref}" not found; create it with: tollgate apis create ${ref}`, "not_found");
     return api;
   };
   const requirePlan = (apiId: string, ref: string) => {
     const plan = store.findPlan(apiId, ref);
-    if (!plan) throw new UsageError(`--plan: plan "${ref}" not found`);
+    if (!plan) throw new StoreError(`--plan: plan "${ref}" not found`, "not_found");
     return plan;
   };
   const serverOnly = (what: string) => Promise.reject(new UsageError(`${what} exist only on a server: pass --server URL or set TOLLGATE_SERVER`));

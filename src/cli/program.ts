@@ -36,7 +36,7 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
     }
     if (error instanceof StoreError) {
       output.err(`tollgate: ${error.message}`);
-      return EXIT.failure;
+      return error.code === "invalid_argument" ? EXIT.usage : EXIT.failure;
     }
     output.err(`tollgate: ${(error as Error).message ?? String(error)}`);
     return EXIT.failure;

@@ -36,7 +36,7 @@ export async function runServerUntilSignal(config: ServerConfig, context: Comman
   try {
     server = await startServer(config, { logger, clock: context.clock });
   } catch (error) {
-    throw new UsageError(`failed to start the server: ${(error as Error).message}`);
+    throw new Error(`failed to start the server: ${(error as Error).message}`, { cause: error });
   }
   const stopped = untilSignal(logger, () => server.close());
   context.output.err(`tollgate server: listening on port ${server.port}`);

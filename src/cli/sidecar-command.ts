@@ -52,7 +52,7 @@ export async function runSidecarUntilSignal(config: SidecarConfig, context: Comm
   try {
     sidecar = await startSidecar(config, { logger, clock: context.clock });
   } catch (error) {
-    throw new UsageError(`failed to start the sidecar: ${(error as Error).message}`);
+    throw new Error(`failed to start the sidecar: ${(error as Error).message}`, { cause: error });
   }
   // Handlers go in before the ready line, so a supervisor that signals as soon as it reads the line is heard.
   const stopped = untilSignal(logger, () => sidecar.close());

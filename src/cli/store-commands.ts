@@ -41,9 +41,10 @@ interface BackendOptions {
  * Runs `work` against the server when `--server` or TOLLGATE_SERVER is set,
  * else against the local store in the data folder, and closes it afterwards.
  */
-export async function withBackend<T>(command: Command, context: CommandContext, work: (backend: AdminBackend) => Promise<T>): Promise<T> {
+export async function withBackend<T>(command: Command, context: CommandContext, work: (backend: AdminBackend) => Promise<T>, readOnly = false): Promise<T> {
   const options = command.optsWithGlobals<BackendOptions>();
-  const server = options.server ?? context.env.TOLLGATE_SERVER;
+  // An explicit --data picks the local store even when TOLLGATE_SERVER is set.
+  const server = options.server ?? (options.data === undefined ? context.env.TOLLGATE_SERVER : undefined);
   let backend: AdminBackend;
   if (server !== undefined) {
     if (!/^https?:\/\/[^/\s]+\/?$/.test(server)) throw new UsageError(`--server: "${server}" is not a URL such as http://127.0.0.1:8080`);
@@ -51,7 +52,7 @@ export async function withBackend<T>(command: Command, context: CommandContext, 
     if (!token) throw new UsageError("--token: an admin token is required with --server (or set TOLLGATE_ADMIN_TOKEN)");
     backend = openRemoteBackend(server.replace(/\/$/, ""), token);
   } else {
-    backend = openLocalBackend(dataDirOf(options, context.env), context.clock);
+    backend = openLocalBackend(dataDirOf(options, context.env), context.clock, readOnly);
   }
   try {
     return await work(backend);
@@ -77,7 +78,7 @@ export function addApiCommands(program: Command, context: CommandContext): void 
 
   const list = apis.command("list").description("list APIs");
   addJsonOption(addDataOption(list)).action(async (options: { json?: boolean }, command: Command) => {
-    printApis(output, await withBackend(command, context, (backend) => backend.listApis()), options.json === true);
+    printApis(output, await withBackend(command, context, (backend) => backend.listApis(), true), options.json === true);
   });
 }
 
@@ -101,7 +102,7 @@ export function addPlanCommands(program: Command, context: CommandContext): void
 
   const list = plans.command("list <api>").description("list an API's plans");
   addJsonOption(addDataOption(list)).action(async (apiName: string, options: { json?: boolean }, command: Command) => {
-    const { plans: found, defaultPlanId } = await withBackend(command, context, (backend) => backend.listPlans(apiName));
+    const { plans: found, defaultPlanId } = await withBackend(command, context, (backend) => backend.listPlans(apiName), true);
     printPlans(output, found, options.json === true, defaultPlanId);
   });
 }
@@ -145,7 +146,7 @@ export function addKeyCommands(program: Command, context: CommandContext): void 
     if (options.state !== undefined && !(KEY_STATES as readonly string[]).includes(options.state)) {
       throw new UsageError(`--state: "${options.state}" is not one of ${KEY_STATES.join(", ")}`);
     }
-    const found = await withBackend(command, context, (backend) => backend.listKeys({ api: options.api, ownerId: options.owner, state: options.state as KeyState | undefined }));
+    const found = await withBackend(command, context, (backend) => backend.listKeys({ api: options.api, ownerId: options.owner, state: options.state as KeyState | undefined }), true);
     printKeys(output, found, options.json === true);
   });
 

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import type { Tier } from "../ratelimit/tier.js";
@@ -90,6 +90,8 @@ export class KeyStore {
   static open(path: string, clock: { wallMs(): number }): KeyStore {
     mkdirSync(dirname(path), { recursive: true });
     const db = new Database(path);
+    // Owner-only: the file holds key and token hashes. SQLite gives its -wal and -shm files the same mode.
+    chmodSync(path, 0o600);
     db.pragma("journal_mode = WAL");
     db.pragma("busy_timeout = 5000");
     db.pragma("foreign_keys = ON");

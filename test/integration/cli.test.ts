@@ -1,4 +1,4 @@
-import { rmSync } from "node:fs";
+import { existsSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildEnvoyCheckRequest, createCheckClient } from "../../src/sidecar/check-client.js";
@@ -129,6 +129,25 @@ describe("standalone store and sidecar", () => {
     const missing = await runTollgate(["keys", "revoke", "key_nope", "--data", data]);
     expect(missing.code).toBe(1);
     expect(missing.stderr.trim()).toBe('tollgate: key "key_nope" not found');
+  });
+
+  it("refuses to list a store that does not exist", async () => {
+    const result = await runTollgate(["keys", "list", "--data", dataDir("typo")]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/no key store at .*typo/);
+    expect(existsSync(dataDir("typo"))).toBe(false);
+  });
+
+  it("prefers an explicit --data over TOLLGATE_SERVER", async () => {
+    const data = dataDir("explicit");
+    const result = await runTollgate(["apis", "create", "local", "--data", data], { TOLLGATE_SERVER: "http://127.0.0.1:1" });
+    expect(result.code).toBe(0);
+  });
+
+  it("keeps the store file private to its owner", async () => {
+    const data = dataDir("private");
+    await runTollgate(["apis", "create", "shop", "--data", data]);
+    expect(statSync(join(data, "tollgate.db")).mode & 0o777).toBe(0o600);
   });
 
   it("reads the data folder from TOLLGATE_DATA", async () => {
