@@ -44,9 +44,13 @@ export function parseScopesOption(text: string): string[] {
   return [...new Set(scopes)];
 }
 
+/** Longest expiry the CLI accepts: 100 years, far beyond any key's useful life and within Date's range. */
+const MAX_EXPIRES_IN_MS = 36_500 * 86_400_000;
+
 export function parseExpiresInOption(text: string): number {
   const ms = parseDurationMs(text);
-  if (ms === undefined) throw new UsageError(`--expires-in: "${text}" is not a duration such as 90s, 12h or 30d`);
+  if (ms === undefined) throw new UsageError(`--expires-in: "${text}" is not a positive duration such as 90s, 12h or 30d`);
+  if (ms > MAX_EXPIRES_IN_MS) throw new UsageError(`--expires-in: "${text}" is longer than 36500d`);
   return ms;
 }
 

@@ -1,3 +1,4 @@
+import { existsSync, statSync } from "node:fs";
 import type { Clock } from "../clock.js";
 import { KeyStore } from "./key-store.js";
 import type { KeyGrant } from "./records.js";
@@ -14,6 +15,10 @@ export interface LocalKeySourceOptions {
   openRetryMs?: number;
   /** Called once when the store has been opened. */
   onReady?: () => void;
+  /** Called when a store that was serving is closed because it was replaced or became unreadable. */
+  onLost?: () => void;
+  /** Called when the store cannot be opened or read; the source then stays or becomes not ready. */
+  onError?: (error: unknown) => void;
   /** How often to look for changes made by other processes; they are enforced within this time. Default 100 ms. */
   watchIntervalMs?: number;
   /** Most grants kept in memory; the oldest goes first. Default 200,000. */
@@ -22,10 +27,11 @@ export interface LocalKeySourceOptions {
 
 /**
  * Serves keys from a local SQLite store written by other processes (the CLI,
- * or the replication client). Every lookup reads the file's latest committed
- * state, so a revocation is enforced from the next Check on. The source is
- * not ready while the file is missing or, for a replica, until its first
- * complete snapshot; once ready it stays ready.
+ * or the replication client). Verified grants are cached and the cache is
+ * dropped when another connection commits, so a change applies within one
+ * watch interval. The source is not ready while the file is missing,
+ * unreadable or of an older schema, or, for a replica, until its first
+ * complete snapshot. A file replaced underneath it is opened again.
  */
 export class LocalKeySource implements KeySource {
   /** The store once it may serve keys. */
@@ -36,6 +42,9 @@ export class LocalKeySource implements KeySource {
   private readonly cache = new Map<string, KeyGrant>();
   private readonly maxCachedKeys: number;
   private dataVersion = -1;
+  /** Inode of the open file, to notice when it is replaced. */
+  private inode = -1;
+  private lastError: string | undefined;
   private watchTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
 
@@ -60,6 +69,7 @@ export class LocalKeySource implements KeySource {
   findGrant(hash: string): KeyGrant | undefined {
     const cached = this.cache.get(hash);
     if (cached) return cached;
+    // A read error propagates, so the Check handler answers internal_error and logs it.
     const grant = this.store?.findGrant(hash);
     // A rotated secret stops at its own time, which the cache would not notice: look those up every time.
     if (grant && !grant.viaPreviousSecret) {
@@ -91,20 +101,59 @@ export class LocalKeySource implements KeySource {
 
   close(): void {
     this.stopRetrying();
+    this.store = undefined;
+    this.closeStore();
+  }
+
+  private tryOpen(): boolean {
+    try {
+      if (!this.opened) {
+        this.inode = existsSync(this.path) ? statSync(this.path).ino : -1;
+        this.opened = KeyStore.openExisting(this.path, this.clock);
+      }
+      if (!this.opened?.isServing()) return false;
+    } catch (error) {
+      this.closeStore();
+      this.reportError(error);
+      return false;
+    }
+    this.store = this.opened;
+    this.lastError = undefined;
+    this.watchForChanges();
+    this.options.onReady?.();
+    return true;
+  }
+
+  /** Reports an error once, not again on every retry until a different one occurs. */
+  private reportError(error: unknown): void {
+    const message = String((error as Error)?.message ?? error);
+    if (message === this.lastError) return;
+    this.lastError = message;
+    this.options.onError?.(error);
+  }
+
+  private closeStore(): void {
+    if (this.store) this.options.onLost?.();
     clearInterval(this.watchTimer);
     this.cache.clear();
-    this.opened?.close();
+    try {
+      this.opened?.close();
+    } catch {
+      // Closing a connection to a broken file can fail too; it is dropped either way.
+    }
     this.opened = undefined;
     this.store = undefined;
   }
 
-  private tryOpen(): boolean {
-    this.opened ??= KeyStore.openExisting(this.path, this.clock);
-    if (!this.opened?.isServing()) return false;
-    this.store = this.opened;
-    this.watchForChanges();
-    this.options.onReady?.();
-    return true;
+  /** Closes a store that was replaced or became unreadable, and retries until one opens again. */
+  private reopen(error?: unknown): void {
+    this.closeStore();
+    if (error !== undefined) this.reportError(error);
+    if (this.tryOpen() || this.retryTimer) return;
+    this.retryTimer = setInterval(() => {
+      if (this.tryOpen()) this.stopRetrying();
+    }, this.options.openRetryMs ?? 250);
+    this.retryTimer.unref();
   }
 
   /**
@@ -115,10 +164,15 @@ export class LocalKeySource implements KeySource {
     const store = this.store!;
     this.dataVersion = store.dataVersion();
     this.watchTimer = setInterval(() => {
-      const version = store.dataVersion();
-      if (version === this.dataVersion) return;
-      this.dataVersion = version;
-      this.cache.clear();
+      try {
+        if (!existsSync(this.path) || statSync(this.path).ino !== this.inode) return this.reopen();
+        const version = store.dataVersion();
+        if (version === this.dataVersion) return;
+        this.dataVersion = version;
+        this.cache.clear();
+      } catch (error) {
+        this.reopen(error);
+      }
     }, this.options.watchIntervalMs ?? 100);
     this.watchTimer.unref();
   }

@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import type { Tier } from "../ratelimit/tier.js";
 import { displayStart, generateId, generateKey, hashKey, validatePrefix } from "./key-format.js";
 import type { ApiRecord, KeyGrant, KeyRecord, KeyState, PlanRecord } from "./records.js";
-import { migrate } from "./schema.js";
+import { migrate, SCHEMA_VERSION } from "./schema.js";
 
 export interface CreateKeyInput {
   apiId: string;
@@ -100,20 +100,33 @@ export class KeyStore {
   }
 
   /**
-   * Opens an existing store, upgrading its schema if it is older than this
-   * build's, or returns undefined while the file does not exist yet or
-   * another process has not finished creating it.
+   * Opens an existing store for reading, or returns undefined while the file
+   * does not exist yet or another process has not finished creating it.
+   * Throws for a file that is not a store, or whose schema is older or newer
+   * than this build's: readers never migrate, the writer does.
    */
   static openExisting(path: string, clock: { wallMs(): number }): KeyStore | undefined {
     if (!existsSync(path)) return undefined;
     const db = new Database(path, { fileMustExist: true });
-    db.pragma("busy_timeout = 5000");
-    if (db.pragma("user_version", { simple: true }) === 0) {
+    try {
+      db.pragma("busy_timeout = 5000");
+      const version = db.pragma("user_version", { simple: true }) as number;
+      if (version === 0) {
+        db.close();
+        return undefined;
+      }
+      if (version !== SCHEMA_VERSION) {
+        throw new Error(
+          version < SCHEMA_VERSION
+            ? `the store's schema version ${version} is older than this build's ${SCHEMA_VERSION}: run any tollgate command on it, such as tollgate apis list, to upgrade it`
+            : `the store's schema version ${version} is newer than this build's ${SCHEMA_VERSION}: upgrade Tollgate`,
+        );
+      }
+      return new KeyStore(db, clock);
+    } catch (error) {
       db.close();
-      return undefined;
+      throw error;
     }
-    migrate(db);
-    return new KeyStore(db, clock);
   }
 
   close(): void {
@@ -125,9 +138,13 @@ export class KeyStore {
     return this.db.pragma("data_version", { simple: true }) as number;
   }
 
-  /** Runs `work` in one transaction: all of its changes commit together, or none on a throw. */
+  /**
+   * Runs `work` in one transaction: all of its changes commit together, or none on a throw.
+   * Transactions start IMMEDIATE, taking the write lock at once, so a second writer waits
+   * for the busy timeout instead of failing when its read turns into a write.
+   */
   transaction<T>(work: () => T): T {
-    return this.db.transaction(work)();
+    return this.db.transaction(work).immediate();
   }
 
   /** The version of the last change in this store. */
@@ -152,7 +169,7 @@ export class KeyStore {
       const api: ApiRecord = { id: generateId("api"), orgId, name, keyPrefix, defaultPlanId: null, createdAtMs: this.clock.wallMs(), version: this.nextVersion() };
       this.statements.upsertApi.run(apiToRow(api));
       return api;
-    })();
+    }).immediate();
   }
 
   /** Finds an API by id or name. */
@@ -174,7 +191,7 @@ export class KeyStore {
       const updated = { ...api, defaultPlanId: planId, version: this.nextVersion() };
       this.statements.upsertApi.run(apiToRow(updated));
       return updated;
-    })();
+    }).immediate();
   }
 
   /**
@@ -195,7 +212,7 @@ export class KeyStore {
         this.statements.upsertApi.run(apiToRow({ ...api, defaultPlanId: plan.id, version }));
       }
       return plan;
-    })();
+    }).immediate();
   }
 
   /** Finds a plan of an API by id or name. */
@@ -237,7 +254,7 @@ export class KeyStore {
       };
       this.statements.upsertKey.run({ ...keyToRow(key), hash: hashKey(secret) });
       return { key, secret };
-    })();
+    }).immediate();
   }
 
   getKey(id: string): KeyRecord | undefined {
@@ -280,7 +297,7 @@ export class KeyStore {
       if (patch.planId !== undefined && patch.planId !== null) after.planId = this.requirePlan(before.apiId, patch.planId).id;
       this.statements.updateKey.run(keyToRow(after));
       return { before, after: this.requireKey(id) };
-    })();
+    }).immediate();
   }
 
   /** Revokes a key for good; revoking twice keeps the first time. */
@@ -290,7 +307,7 @@ export class KeyStore {
     return this.db.transaction(() => {
       this.statements.revokeKey.run({ id, nowMs: this.clock.wallMs(), version: this.nextVersion() });
       return this.requireKey(id);
-    })();
+    }).immediate();
   }
 
   setKeyEnabled(id: string, enabled: boolean): KeyRecord {
@@ -315,7 +332,7 @@ export class KeyStore {
       const secret = generateKey(api.keyPrefix);
       this.statements.setSecret.run({ id, hash: hashKey(secret), start: displayStart(secret), nowMs, version: this.nextVersion() });
       return { key: this.requireKey(id), secret };
-    })();
+    }).immediate();
   }
 
   /**
@@ -379,7 +396,7 @@ export class KeyStore {
       }
       this.statements.setMeta.run({ name: "version", value: String(change.version) });
       if (change.complete) this.statements.setMeta.run({ name: "replica_state", value: "synced" });
-    })();
+    }).immediate();
   }
 
   /**

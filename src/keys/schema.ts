@@ -64,14 +64,17 @@ const MIGRATIONS: readonly string[] = [
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 export function migrate(db: Database.Database): void {
-  const current = db.pragma("user_version", { simple: true }) as number;
-  if (current > SCHEMA_VERSION) {
-    throw new Error(`the store's schema version ${current} is newer than this build's ${SCHEMA_VERSION}: upgrade Tollgate`);
+  const version = () => db.pragma("user_version", { simple: true }) as number;
+  if (version() > SCHEMA_VERSION) {
+    throw new Error(`the store's schema version ${version()} is newer than this build's ${SCHEMA_VERSION}: upgrade Tollgate`);
   }
-  for (let version = current; version < SCHEMA_VERSION; version++) {
+  // Each step rereads the version under the write lock, because another process may have run it meanwhile.
+  while (version() < SCHEMA_VERSION) {
     db.transaction(() => {
-      db.exec(MIGRATIONS[version]!);
-      db.pragma(`user_version = ${version + 1}`);
-    })();
+      const current = version();
+      if (current >= SCHEMA_VERSION) return;
+      db.exec(MIGRATIONS[current]!);
+      db.pragma(`user_version = ${current + 1}`);
+    }).immediate();
   }
 }

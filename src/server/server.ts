@@ -45,6 +45,10 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
 
   const connectHandler = connectNodeAdapter({
     interceptors: [createAuthInterceptor(store)],
+    // Connect reads the body before interceptors run, so its size is bounded here; no admin request comes near 1 MiB.
+    readMaxBytes: MAX_REQUEST_BYTES,
+    // A misspelt field or enum name is an error, not a silent default: "expiresTime" must not create a key that never expires.
+    jsonOptions: { ignoreUnknownFields: false },
     routes: (router) => {
       registerAdminServices(router, { store, clock, logger });
       registerReplicationService(router, { store, clock, logger, registry, shutdown: shutdown.signal });
@@ -52,7 +56,7 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
     fallback: (request, response) => operationsEndpoint(request.url ?? "/", registry, response),
   });
 
-  const http = await startDualProtocolServer(config.listen.host, config.listen.port, connectHandler as RequestHandler, logger);
+  const http = await startDualProtocolServer(config.listen.host, config.listen.port, rejectWithoutToken(connectHandler as RequestHandler), logger);
   logger.info({ host: config.listen.host, port: http.port, store: storePath(config.dataDir) }, "server listening");
 
   return {
@@ -89,6 +93,26 @@ async function bootstrapAdminToken(store: ServerStore, fromEnvironment: string |
   }
   if ((await store.countTokens("admin")) > 0) return undefined;
   return (await store.createToken(null, { name: "bootstrap", kind: "admin" })).secret;
+}
+
+const MAX_REQUEST_BYTES = 1024 * 1024;
+
+/**
+ * Answers 401 before reading the body of an RPC that carries no bearer
+ * token at all, so that an anonymous client cannot make the server buffer
+ * and parse a request. The token itself is checked by the auth interceptor.
+ */
+function rejectWithoutToken(handler: RequestHandler): RequestHandler {
+  return (request, response) => {
+    const isRpc = (request.url ?? "").startsWith("/tollgate.");
+    const authorization = request.headers["authorization"];
+    if (isRpc && (typeof authorization !== "string" || !/^bearer\s+\S/i.test(authorization.trim()))) {
+      (response as PlainResponse).writeHead(401, { "content-type": "application/json" });
+      (response as PlainResponse).end(JSON.stringify({ code: "unauthenticated", message: "missing token: send 'Authorization: Bearer <token>'" }));
+      return;
+    }
+    handler(request, response);
+  };
 }
 
 /** The part of a Node HTTP/1.1 or HTTP/2 response that the operations endpoints use. */

@@ -16,6 +16,7 @@ export interface CheckInput {
 export type ParsedCheck = { ok: true; input: CheckInput } | { ok: false; problem: string; requestId?: string };
 
 const utf8 = new TextDecoder();
+const MAX_REQUEST_ID_LENGTH = 200;
 
 /**
  * Reads a CheckRequest without trusting it: anything Envoy would never send
@@ -28,7 +29,8 @@ export function parseCheckRequest(request: CheckRequest): ParsedCheck {
   if (!http) return { ok: false, problem: "the check request has no HTTP request attributes" };
 
   const headers = readHeaders(http.headers, http.headerMap?.headers);
-  const requestId = headers.get("x-request-id");
+  // Bounded, because the id goes into every log line and problem body for this request.
+  const requestId = headers.get("x-request-id")?.slice(0, MAX_REQUEST_ID_LENGTH);
   if (headers.size === 0) return { ok: false, problem: "the check request has no headers", requestId };
 
   const method = http.method || headers.get(":method") || "";

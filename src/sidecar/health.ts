@@ -19,8 +19,8 @@ export class Readiness {
     return undefined;
   }
 
-  markStoreLoaded(): void {
-    this.update(() => (this.storeLoaded = true));
+  markStoreLoaded(loaded = true): void {
+    this.update(() => (this.storeLoaded = loaded));
   }
 
   markDraining(): void {

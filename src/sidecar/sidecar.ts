@@ -48,6 +48,12 @@ export async function startSidecar(config: SidecarConfig, dependencies: SidecarD
       metrics.storeReady.set(1);
       readiness.markStoreLoaded();
     },
+    onLost: () => {
+      logger.warn({ store: path }, "key store replaced or unreadable; every Check returns not_ready until it opens again");
+      metrics.storeReady.set(0);
+      readiness.markStoreLoaded(false);
+    },
+    onError: (error) => logger.error({ err: error, store: path }, "key store cannot be opened"),
   });
   if (replica) {
     if (!keys.ready) logger.warn({ store: path }, "replica not synced yet; every Check returns not_ready until the first complete snapshot");
@@ -60,22 +66,35 @@ export async function startSidecar(config: SidecarConfig, dependencies: SidecarD
   sweepTimer.unref();
 
   const check = createCheckHandler({ keys, limiter, clock, logger, metrics, keyQueryParameter: config.keyQueryParameter });
-  const grpcServer = await startGrpcServer(formatListenAddress(config.listen), check, readiness, logger);
-  const httpServer = await startHttpServer(config.http.host, config.http.port, metrics.registry, readiness, logger);
+  const releaseAll = async () => {
+    clearInterval(sweepTimer);
+    await replication?.close();
+    keys.close();
+    replica?.close();
+  };
+  // A sidecar that cannot bind both ports releases everything, so the process exits instead of serving half-started.
+  let grpcServer: Awaited<ReturnType<typeof startGrpcServer>> | undefined;
+  let httpServer: Awaited<ReturnType<typeof startHttpServer>>;
+  try {
+    grpcServer = await startGrpcServer(formatListenAddress(config.listen), check, readiness, logger);
+    httpServer = await startHttpServer(config.http.host, config.http.port, metrics.registry, readiness, logger);
+  } catch (error) {
+    await grpcServer?.close(0);
+    await releaseAll();
+    throw error;
+  }
+  const started = grpcServer;
 
   return {
-    grpcPort: grpcServer.port,
+    grpcPort: started.port,
     httpPort: httpServer.port,
     metrics,
     async close() {
       logger.info({ graceMs: config.shutdownGraceMs }, "sidecar shutting down");
       readiness.markDraining();
-      clearInterval(sweepTimer);
-      await replication?.close();
-      await grpcServer.close(config.shutdownGraceMs);
+      await started.close(config.shutdownGraceMs);
       await httpServer.close();
-      keys.close();
-      replica?.close();
+      await releaseAll();
       logger.info("sidecar stopped");
     },
   };

@@ -1,4 +1,4 @@
-import { existsSync, rmSync, statSync } from "node:fs";
+import { existsSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildEnvoyCheckRequest, createCheckClient } from "../../src/sidecar/check-client.js";
@@ -241,5 +241,46 @@ describe("dev", () => {
     running.push(again);
     await again.waitFor(/created on an earlier run/);
     expect(again.output().stdout).not.toMatch(/demo_[1-9A-Za-z]{30}/);
+  });
+});
+
+describe("sidecar resilience", () => {
+  it("exits when its http port is taken", async () => {
+    const blocker = await runTollgate(["apis", "create", "shop", "--data", dataDir("taken")]);
+    expect(blocker.code).toBe(0);
+    const { httpPort } = await startSidecar(dataDir("taken"));
+    const second = await runTollgate(["sidecar", "--data", dataDir("taken"), "--listen", "127.0.0.1:0", "--http", `127.0.0.1:${httpPort}`]);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/failed to start the sidecar/);
+  });
+
+  it("reopens a store replaced underneath it", async () => {
+    const data = dataDir("replaced");
+    await runTollgate(["apis", "create", "shop", "--data", data]);
+    const before = JSON.parse((await runTollgate(["keys", "create", "--api", "shop", "--json", "--data", data])).stdout) as { key: string };
+    const { target, sidecar } = await startSidecar(data);
+    expect(await checkUntil(target, before.key, 200, 1_000)).toBeLessThan(1_000);
+
+    rmSync(data, { recursive: true, force: true });
+    await runTollgate(["apis", "create", "shop", "--data", data]);
+    const after = JSON.parse((await runTollgate(["keys", "create", "--api", "shop", "--json", "--data", data])).stdout) as { key: string };
+    expect(await checkUntil(target, after.key, 200, 2_000)).toBeLessThan(2_000);
+    expect(await checkUntil(target, before.key, 401, 1_000)).toBeLessThan(1_000);
+    expect(sidecar.child.exitCode).toBeNull();
+  });
+
+  it("survives a store that turns to garbage", async () => {
+    const data = dataDir("garbage");
+    await runTollgate(["apis", "create", "shop", "--data", data]);
+    const { target, sidecar } = await startSidecar(data);
+    const store = join(data, "tollgate.db");
+    rmSync(store);
+    writeFileSync(store, "this is not a database".repeat(100));
+
+    const checked = await runTollgate(["check", "--target", target, "GET", "/"]);
+    expect(checked.stdout).toMatch(/^DENY (503 not_ready|401 missing_key)/);
+    await sidecar.waitFor(/key store cannot be opened|replaced or unreadable/);
+    expect(sidecar.child.exitCode).toBeNull();
+    expect((await runTollgate(["check", "--target", target, "GET", "/"])).stdout).toMatch(/^DENY 503 not_ready/);
   });
 });

@@ -178,7 +178,8 @@ export class SqliteServerStore implements ServerStore {
         id: generateId("tok"),
         name: input.name,
         kind: input.kind,
-        start: displayStart(secret.includes("_") ? secret : `${TOKEN_PREFIXES[input.kind]}_${secret}`),
+        // A secret chosen by the operator may have any shape: show at most its first 4 characters.
+        start: secret.startsWith(`${TOKEN_PREFIXES[input.kind]}_`) ? displayStart(secret) : secret.slice(0, 4),
         createdAtMs: this.clock.wallMs(),
         revokedAtMs: null,
       };
@@ -276,7 +277,7 @@ function migrateServerTables(db: Database.Database): void {
     db.transaction(() => {
       db.exec(SERVER_MIGRATIONS[version]!);
       db.prepare(`INSERT INTO meta (name, value) VALUES ('server_schema', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`).run(String(version + 1));
-    })();
+    }).immediate();
   }
 }
 
