@@ -4,7 +4,7 @@ import type { KeySource } from "../keys/key-source.js";
 import type { Logger } from "../log/logger.js";
 import type { SidecarMetrics } from "../metrics/sidecar-metrics.js";
 import type { RateLimiter } from "../ratelimit/limiter.js";
-import { parseCheckRequest } from "./check-request.js";
+import { parseCheckRequest, type ParsedCheck } from "./check-request.js";
 import { buildCheckResponse, internalErrorResponse, invalidRequestResponse } from "./check-response.js";
 import { extractCredential } from "./credential.js";
 import { decide, type Decision } from "./decide.js";
@@ -20,8 +20,10 @@ export interface CheckServiceOptions {
   keyQueryParameter?: string;
 }
 
-/** Envoy's Check, independent of the gRPC stack that carries it. */
-export type CheckHandler = (request: CheckRequest) => CheckResponse;
+const UNDECODABLE_REQUEST: ParsedCheck = { ok: false, problem: "the check request is not a valid protobuf message" };
+
+/** Envoy's Check, independent of the gRPC stack that carries it; null stands for bytes that did not decode. */
+export type CheckHandler = (request: CheckRequest | null) => CheckResponse;
 
 /**
  * Composes request parsing, the decision and answer shaping, and records
@@ -45,7 +47,7 @@ export function createCheckHandler(options: CheckServiceOptions): CheckHandler {
     let outcome: { reason: Reason; response: CheckResponse; decision?: Decision; method?: string; path?: string; requestId?: string };
 
     try {
-      const parsed = parseCheckRequest(request);
+      const parsed = request === null ? UNDECODABLE_REQUEST : parseCheckRequest(request);
       if (!parsed.ok) {
         outcome = { reason: "invalid_request", response: invalidRequestResponse(parsed.problem, parsed.requestId), requestId: parsed.requestId };
       } else {

@@ -44,9 +44,13 @@ export function extractCredential(
   return { kind: "present", key, sources: [...new Set(found.map((entry) => entry.source))] };
 }
 
+/** Splits a header Envoy joined with ","; empty parts carry no credential and are dropped. */
 function splitJoined(value: string | undefined): string[] {
   if (value === undefined) return [];
-  return value.split(",").map((part) => part.trim());
+  return value
+    .split(",")
+    .map((part) => part.trim())
+    .filter((part) => part !== "");
 }
 
 function queryValues(path: string, name: string): string[] {

@@ -10,7 +10,6 @@ import {
 } from "../gen/grpc/health/v1/health_pb.js";
 import type { Logger } from "../log/logger.js";
 import type { CheckHandler } from "./check-service.js";
-import { invalidRequestResponse } from "./check-response.js";
 import type { Readiness } from "./health.js";
 
 export const CHECK_PATH = "/envoy.service.auth.v3.Authorization/Check";
@@ -34,7 +33,7 @@ export async function startGrpcServer(address: string, check: CheckHandler, read
   server.addService(authorizationService, {
     Check(call: grpc.ServerUnaryCall<CheckRequest | typeof UNDECODABLE, unknown>, callback: grpc.sendUnaryData<unknown>) {
       const request = call.request;
-      callback(null, isUndecodable(request) ? invalidRequestResponse("the check request is not a valid protobuf message") : check(request));
+      callback(null, check(isUndecodable(request) ? null : request));
     },
   });
   server.addService(healthService, healthHandlers(readiness));

@@ -86,6 +86,11 @@ describe("credential", () => {
     expectDenied(response, 401, "ambiguous_key");
   });
 
+  it("ignores empty parts of a joined header", async () => {
+    const response = await harness.check({ key: secret, headers: { "x-api-key": " , " } });
+    expect(httpStatusOf(response)).toBe(200);
+  });
+
   it("accepts the same key in two headers", async () => {
     const response = await harness.check({ key: secret, headers: { "x-api-key": secret } });
     expect(httpStatusOf(response)).toBe(200);
@@ -301,6 +306,7 @@ describe("malformed requests", () => {
     );
     raw.close();
     expectDenied(response, 400, "invalid_request");
+    expect(harness.logLines.some((line) => line.msg === "check" && line.reason === "invalid_request")).toBe(true);
     // The sidecar keeps serving.
     expect(httpStatusOf(await harness.check({ key: secret }))).toBe(200);
   });
