@@ -1,7 +1,5 @@
 import type { Command } from "commander";
-import { toJson } from "@bufbuild/protobuf";
-import { CheckResponseSchema, type CheckResponse } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
-import { buildEnvoyCheckRequest, createCheckClient } from "../sidecar/check-client.js";
+import type { CheckResponse } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { parseListenAddress } from "../config/listen-address.js";
 import { DEFAULT_LISTEN } from "../config/sidecar-config.js";
 import { UsageError } from "./errors.js";
@@ -37,6 +35,12 @@ export function addCheckCommand(program: Command, context: CommandContext): void
       }
       const contextExtensions = Object.fromEntries((options.ext ?? []).map((text) => splitPair(text, "=", "--ext")));
 
+      // Loaded here rather than at the top, so other commands do not pay for the gRPC client at start.
+      const [{ toJson }, { CheckResponseSchema }, { buildEnvoyCheckRequest, createCheckClient }] = await Promise.all([
+        import("@bufbuild/protobuf"),
+        import("../gen/envoy/service/auth/v3/external_auth_pb.js"),
+        import("../sidecar/check-client.js"),
+      ]);
       const client = createCheckClient(target);
       let response: CheckResponse;
       try {

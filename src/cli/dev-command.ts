@@ -2,12 +2,10 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { formatListenAddress } from "../config/listen-address.js";
 import { DEFAULT_LISTEN } from "../config/sidecar-config.js";
-import { createLogger } from "../log/logger.js";
 import { formatTier, type Tier } from "../ratelimit/tier.js";
-import { startServer, type TollgateServer } from "../server/server.js";
+import type { TollgateServer } from "../server/server.js";
 import { SYSTEM_ACTOR, type TokenKind } from "../server/store/records.js";
 import type { ServerStore } from "../server/store/server-store.js";
-import { startSidecar } from "../sidecar/sidecar.js";
 import { dataDirOf } from "./options.js";
 import { serverConfigFrom } from "./server-command.js";
 import { addSidecarOptions, sidecarConfigFrom, untilSignal, type SidecarFlagsOptions } from "./sidecar-command.js";
@@ -36,6 +34,11 @@ export function addDevCommand(program: Command, context: CommandContext): void {
     .action(async (options: DevOptions) => {
       const dataDir = dataDirOf(options, context.env);
       const serverConfig = serverConfigFrom({ data: join(dataDir, "server"), listen: options.serverListen, logLevel: options.logLevel ?? "debug" }, context);
+      const [{ createLogger }, { startServer }, { startSidecar }] = await Promise.all([
+        import("../log/logger.js"),
+        import("../server/server.js"),
+        import("../sidecar/sidecar.js"),
+      ]);
       const logger = createLogger(serverConfig.logLevel);
 
       let server: TollgateServer;

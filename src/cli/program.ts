@@ -1,6 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { systemClock, type Clock } from "../clock.js";
-import { StoreError } from "../keys/key-store.js";
+import { StoreError } from "../keys/store-error.js";
 import { addCheckCommand } from "./check-command.js";
 import { addDevCommand } from "./dev-command.js";
 import { UsageError } from "./errors.js";

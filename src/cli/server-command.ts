@@ -1,7 +1,6 @@
 import type { Command } from "commander";
 import { loadServerConfig, type ServerConfig, type ServerFlags } from "../config/server-config.js";
-import { createLogger } from "../log/logger.js";
-import { startServer, type TollgateServer } from "../server/server.js";
+import type { TollgateServer } from "../server/server.js";
 import { UsageError } from "./errors.js";
 import { addDataOption } from "./options.js";
 import { untilSignal } from "./sidecar-command.js";
@@ -31,6 +30,7 @@ export function serverConfigFrom(options: ServerFlags, context: CommandContext):
 
 /** Starts the server, runs `onStarted`, and resolves after SIGTERM or SIGINT has drained it. */
 export async function runServerUntilSignal(config: ServerConfig, context: CommandContext, onStarted?: (server: TollgateServer) => Promise<void> | void): Promise<void> {
+  const [{ createLogger }, { startServer }] = await Promise.all([import("../log/logger.js"), import("../server/server.js")]);
   const logger = createLogger(config.logLevel);
   let server: TollgateServer;
   try {

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { loadSidecarConfig, type SidecarConfig, type SidecarFlags } from "../config/sidecar-config.js";
-import { createLogger, type Logger } from "../log/logger.js";
-import { startSidecar, type Sidecar } from "../sidecar/sidecar.js";
+import type { Logger } from "../log/logger.js";
+import type { Sidecar } from "../sidecar/sidecar.js";
 import { UsageError } from "./errors.js";
 import { addDataOption } from "./options.js";
 import type { CommandContext } from "./store-commands.js";
@@ -47,6 +47,7 @@ export function sidecarConfigFrom(options: SidecarFlagsOptions, context: Command
  * `onStarted` runs once the ports are bound, with the sidecar.
  */
 export async function runSidecarUntilSignal(config: SidecarConfig, context: CommandContext, onStarted?: (sidecar: Sidecar) => void): Promise<void> {
+  const [{ createLogger }, { startSidecar }] = await Promise.all([import("../log/logger.js"), import("../sidecar/sidecar.js")]);
   const logger = createLogger(config.logLevel);
   let sidecar: Sidecar;
   try {

@@ -7,7 +7,6 @@ import { TOKEN_KINDS, type TokenKind } from "../server/store/records.js";
 import type { AdminBackend } from "./admin-backend.js";
 import { UsageError } from "./errors.js";
 import { apiView, keyView, planView, printApis, printAudit, printKeys, printPlans, printTokens, tokenView } from "./key-views.js";
-import { openLocalBackend } from "./local-backend.js";
 import {
   addDataOption,
   addJsonOption,
@@ -20,7 +19,6 @@ import {
   type Environment,
 } from "./options.js";
 import { printJson, type Output } from "./output.js";
-import { openRemoteBackend } from "./remote-backend.js";
 import { parseDurationMs } from "../ratelimit/tier.js";
 
 export interface CommandContext {
@@ -50,8 +48,11 @@ export async function withBackend<T>(command: Command, context: CommandContext, 
     if (!/^https?:\/\/[^/\s]+\/?$/.test(server)) throw new UsageError(`--server: "${server}" is not a URL such as http://127.0.0.1:8080`);
     const token = options.token ?? context.env.TOLLGATE_ADMIN_TOKEN;
     if (!token) throw new UsageError("--token: an admin token is required with --server (or set TOLLGATE_ADMIN_TOKEN)");
+    // Backends load on use, so a command pays only for the client libraries it needs.
+    const { openRemoteBackend } = await import("./remote-backend.js");
     backend = openRemoteBackend(server.replace(/\/$/, ""), token);
   } else {
+    const { openLocalBackend } = await import("./local-backend.js");
     backend = openLocalBackend(dataDirOf(options, context.env), context.clock, readOnly);
   }
   try {

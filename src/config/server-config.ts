@@ -1,4 +1,4 @@
-import { LOG_LEVELS, type LogLevel } from "../log/logger.js";
+import { LOG_LEVELS, type LogLevel } from "../log/levels.js";
 import { parseListenAddress, type ListenAddress } from "./listen-address.js";
 import type { LoadedConfig } from "./sidecar-config.js";
 

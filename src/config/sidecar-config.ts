@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { LOG_LEVELS, type LogLevel } from "../log/logger.js";
+import { LOG_LEVELS, type LogLevel } from "../log/levels.js";
 import { parseListenAddress, type ListenAddress } from "./listen-address.js";
 
 /** Everything a sidecar is started with, validated and frozen. */

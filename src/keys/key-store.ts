@@ -5,6 +5,7 @@ import type { Tier } from "../ratelimit/tier.js";
 import { displayStart, generateId, generateKey, hashKey, validatePrefix } from "./key-format.js";
 import type { ApiRecord, KeyGrant, KeyRecord, KeyState, PlanRecord } from "./records.js";
 import { migrate, SCHEMA_VERSION } from "./schema.js";
+import { StoreError } from "./store-error.js";
 
 export interface CreateKeyInput {
   apiId: string;
@@ -53,18 +54,7 @@ export interface ReplicatedKey extends KeyRecord {
   previousSecrets: { hash: string; expiresAtMs: number }[];
 }
 
-export type StoreErrorCode = "not_found" | "already_exists" | "invalid_argument";
-
-/** Raised for a request the store cannot carry out, such as an unknown API. */
-export class StoreError extends Error {
-  constructor(
-    message: string,
-    readonly code: StoreErrorCode,
-  ) {
-    super(message);
-    this.name = "StoreError";
-  }
-}
+export { StoreError, type StoreErrorCode } from "./store-error.js";
 
 /**
  * The SQLite key store: APIs, plans and keys in one file (WAL mode, so a

@@ -2,8 +2,9 @@ import pino, { type DestinationStream, type Logger } from "pino";
 
 export type { Logger } from "pino";
 
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+import type { LogLevel } from "./levels.js";
+
+export { LOG_LEVELS, type LogLevel } from "./levels.js";
 
 /**
  * Field paths censored wherever they appear, as a second line of defence:
