@@ -12,7 +12,8 @@ import {
   type Token,
 } from "../gen/tollgate/admin/v1/resources_pb.js";
 import { ApiService, AuditService, KeyService, PlanService, TokenService } from "../gen/tollgate/admin/v1/services_pb.js";
-import { StoreError } from "../keys/key-store.js";
+import { StoreError } from "../keys/store-error.js";
+import { tierToMessage } from "../server/admin/convert.js";
 import type { ApiRecord, KeyRecord, KeyState, PlanRecord } from "../keys/records.js";
 import type { Tier } from "../ratelimit/tier.js";
 import type { TokenKind, TokenRecord } from "../server/store/records.js";
@@ -40,7 +41,7 @@ export function openRemoteBackend(baseUrl: string, token: string): AdminBackend 
     createApi: (name, keyPrefix) => call(async () => apiFromProto((await apis.createApi({ name, keyPrefix })).api!)),
     listApis: () => call(async () => (await apis.listApis({})).apis.map(apiFromProto)),
     setPlan: (api, name, tiers, makeDefault) =>
-      call(async () => planFromProto((await plans.setPlan({ apiId: api, name, tiers: tiers.map(tierToProto), makeDefault })).plan!)),
+      call(async () => planFromProto((await plans.setPlan({ apiId: api, name, tiers: tiers.map(tierToMessage), makeDefault })).plan!)),
     listPlans: (api) =>
       call(async () => {
         const found = (await apis.getApi({ id: api })).api!;
@@ -152,10 +153,6 @@ const TOKEN_KIND_TO_PROTO: Record<TokenKind, TokenKindProto> = { admin: TokenKin
 
 function msOf(timestamp: Timestamp | undefined): number | null {
   return timestamp === undefined ? null : timestampMs(timestamp);
-}
-
-function tierToProto(tier: Tier): Omit<TierProto, "$typeName"> {
-  return { limit: BigInt(tier.limit), windowMs: BigInt(tier.windowMs), mode: tier.mode === "shadow" ? TierMode.SHADOW : TierMode.REJECT };
 }
 
 function tierFromProto(tier: TierProto): Tier {

@@ -23,7 +23,3 @@ export type Reason = keyof typeof REASONS;
 export type DenialReason = Exclude<Reason, "ok">;
 
 export const REASON_CODES = Object.keys(REASONS) as Reason[];
-
-export function httpStatusOf(reason: Reason): number {
-  return REASONS[reason].status;
-}
