@@ -1,5 +1,5 @@
 /**
- * Time as the rest of the code sees it. Wall time dates keys (creation,
+ * Time source for the rest of the code. Wall time dates keys (creation,
  * expiry); monotonic time drives rate-limit windows, which must not jump when
  * the system clock is set.
  */
@@ -15,7 +15,7 @@ export const systemClock: Clock = {
   monotonicMs: () => performance.now(),
 };
 
-/** A clock that moves only when told to, for tests. */
+/** A clock that moves only when `advance` is called, for tests. */
 export interface ManualClock extends Clock {
   advance(ms: number): void;
 }
@@ -24,7 +24,7 @@ export function createManualClock(startWallMs = Date.UTC(2026, 0, 1)): ManualClo
   let offsetMs = 0;
   return {
     wallMs: () => startWallMs + offsetMs,
-    // Starts well past zero so that window arithmetic never sees small origins.
+    // Starts well past zero, so window arithmetic never works near the origin.
     monotonicMs: () => 1_000_000 + offsetMs,
     advance(ms: number) {
       if (ms < 0) throw new RangeError(`a clock cannot go back (advance by ${ms} ms)`);

@@ -21,14 +21,14 @@ export interface ListKeysRequest {
   state?: KeyState;
 }
 
-/** A key as the CLI prints it; the state comes from whoever stores the key. */
+/** A key as the CLI prints it, with the state computed by the store that keeps it. */
 export interface KeyView {
   key: KeyRecord;
   state: KeyState;
 }
 
 /**
- * What the CLI's record commands need from a store: the local SQLite store
+ * Operations the CLI's record commands need from a store: the local SQLite store
  * in standalone mode, or the server's admin API with `--server`. Errors are
  * thrown as UsageError (bad input) or StoreError (not found, conflicts).
  */

@@ -46,7 +46,7 @@ export function addCheckCommand(program: Command, context: CommandContext): void
       try {
         response = await client.check(buildEnvoyCheckRequest({ method: method.toUpperCase(), path, headers, contextExtensions }), timeoutMs);
       } catch (error) {
-        // grpc-js prefixes the status code and appends resolution notes; the details alone say what failed.
+        // grpc-js prefixes the status code and appends resolution notes, so only the details are shown.
         const details = (error as { details?: string }).details || (error as Error).message;
         throw new Error(`the sidecar at ${target} did not respond: ${details}`);
       } finally {

@@ -7,7 +7,7 @@ import type { AdminBackend, KeyView } from "./admin-backend.js";
 import { UsageError } from "./errors.js";
 
 /**
- * The CLI's backend in standalone mode: the SQLite store in the data folder.
+ * Opens the CLI's backend in standalone mode: the SQLite store in the data folder.
  * With `mustExist`, for commands that only read, a missing store is an error
  * rather than a new empty one, so a mistyped --data does not pass unnoticed.
  */

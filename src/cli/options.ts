@@ -44,7 +44,7 @@ export function parseScopesOption(text: string): string[] {
   return [...new Set(scopes)];
 }
 
-/** Longest expiry the CLI accepts: 100 years, far beyond any key's useful life and within Date's range. */
+/** Maximum expiry the CLI accepts: 100 years, far beyond any key's useful life and within Date's range. */
 const MAX_EXPIRES_IN_MS = 36_500 * 86_400_000;
 
 export function parseExpiresInOption(text: string): number {

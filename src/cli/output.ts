@@ -1,4 +1,4 @@
-/** Where commands print; a test can capture both streams. */
+/** Destination of command output; a test can capture both streams. */
 export interface Output {
   out(text: string): void;
   err(text: string): void;

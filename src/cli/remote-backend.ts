@@ -21,7 +21,7 @@ import type { AdminBackend, KeyView } from "./admin-backend.js";
 import { UsageError } from "./errors.js";
 
 /**
- * The CLI's backend with `--server`: the server's admin API over the Connect
+ * Opens the CLI's backend with `--server`: the server's admin API over the Connect
  * protocol (JSON over HTTP/1.1, as curl would call it), with an admin token.
  */
 export function openRemoteBackend(baseUrl: string, token: string): AdminBackend {

@@ -4,7 +4,7 @@ export interface ListenAddress {
   port: number;
 }
 
-/** Parses `HOST:PORT`; port 0 asks the system for a free one. */
+/** Parses `HOST:PORT`. Port 0 lets the system pick a free one. */
 export function parseListenAddress(text: string): ListenAddress | string {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(text.trim());
   if (!match) return `"${text}" is not HOST:PORT (for example 127.0.0.1:9191 or [::1]:9191)`;

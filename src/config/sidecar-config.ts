@@ -48,7 +48,7 @@ export type LoadedConfig<T> = { ok: true; config: T } | { ok: false; problems: s
 export const DEFAULT_LISTEN = "127.0.0.1:9191";
 export const DEFAULT_HTTP = "127.0.0.1:9192";
 
-/** The store file inside a data folder. */
+/** Returns the path of the store file inside a data folder. */
 export function storePath(dataDir: string): string {
   return join(dataDir, "tollgate.db");
 }

@@ -73,7 +73,7 @@ export function hashKey(key: string): string {
   return createHash("sha256").update(key).digest("hex");
 }
 
-/** The part of a key that may be shown again: prefix and first characters. */
+/** Returns the part of a key that may be shown again: prefix and first characters. */
 export function displayStart(key: string): string {
   const separator = key.indexOf("_");
   return key.slice(0, separator + 1 + DISPLAY_START_LENGTH);

@@ -3,7 +3,7 @@ import type { Clock } from "../clock.js";
 import { KeyStore } from "./key-store.js";
 import type { KeyGrant } from "./records.js";
 
-/** Where the sidecar finds keys: ready once a store with a schema exists. */
+/** Source of the keys the sidecar decides with; ready once a servable store exists. */
 export interface KeySource {
   readonly ready: boolean;
   findGrant(hash: string): KeyGrant | undefined;
@@ -69,7 +69,7 @@ export class LocalKeySource implements KeySource {
   findGrant(hash: string): KeyGrant | undefined {
     const cached = this.cache.get(hash);
     if (cached) return cached;
-    // A read error propagates, so the Check handler answers internal_error and logs it.
+    // A read error propagates, so the Check handler returns internal_error and logs it.
     const grant = this.store?.findGrant(hash);
     // A rotated secret stops at its own time, which the cache would not notice: look those up every time.
     if (grant && !grant.viaPreviousSecret) {

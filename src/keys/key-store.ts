@@ -80,7 +80,7 @@ export class KeyStore {
   static open(path: string, clock: { wallMs(): number }): KeyStore {
     mkdirSync(dirname(path), { recursive: true });
     const db = new Database(path);
-    // Owner-only: the file holds key and token hashes. SQLite gives its -wal and -shm files the same mode.
+    // Owner-only, because the file contains key and token hashes. SQLite gives its -wal and -shm files the same mode.
     chmodSync(path, 0o600);
     db.pragma("journal_mode = WAL");
     db.pragma("busy_timeout = 5000");
@@ -123,7 +123,7 @@ export class KeyStore {
     this.db.close();
   }
 
-  /** A number that changes whenever another connection commits to the file (SQLite's data_version). */
+  /** Returns SQLite's data_version, which changes whenever another connection commits to the file. */
   dataVersion(): number {
     return this.db.pragma("data_version", { simple: true }) as number;
   }
@@ -143,7 +143,7 @@ export class KeyStore {
   }
 
   /**
-   * Whether keys can be served from this store: always for a store of record,
+   * Returns whether keys can be served from this store: always for a store of record,
    * and for a replica only once it has applied a complete snapshot.
    */
   isServing(): boolean {

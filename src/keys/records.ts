@@ -63,7 +63,7 @@ export type KeyState = "active" | "revoked" | "expired" | "disabled";
 
 export const KEY_STATES: readonly KeyState[] = ["active", "revoked", "expired", "disabled"];
 
-/** The state shown to people, in the order the sidecar checks them. */
+/** Returns the state shown to people, checked in the order the sidecar checks them. */
 export function keyStateAt(key: KeyRecord, nowWallMs: number): KeyState {
   if (key.revokedAtMs !== null) return "revoked";
   if (key.expiresAtMs !== null && key.expiresAtMs <= nowWallMs) return "expired";

@@ -2,8 +2,8 @@ import type Database from "better-sqlite3";
 
 /**
  * Schema migrations, applied in order at open. `PRAGMA user_version` records
- * how many have run, so each runs exactly once per file; never edit one that
- * has shipped, append a new one.
+ * how many have run, so each runs exactly once per file. Append new ones:
+ * nothing checks that a shipped migration is left unchanged.
  */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE apis (

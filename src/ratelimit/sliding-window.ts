@@ -75,8 +75,8 @@ export function msUntilAdmitted(counter: WindowCounter, limit: number, cost: num
   const slots = counter.counts.length;
   for (let index = counter.head - slots + 1; index <= counter.head; index++) {
     remainingCount -= counter.counts[mod(index, slots)]!;
-    // Rounded up to whole milliseconds, because sub-windows of windows that are not a multiple of
-    // 10 ms have fractional bounds; the nanosecond of slack absorbs float error in those bounds.
+    // Rounded up to whole milliseconds, because windows that are not a multiple of 10 ms have
+    // sub-windows with fractional bounds. The nanosecond of slack absorbs float error in them.
     if (remainingCount + cost <= limit) return Math.ceil(leavesWindowAtMs(counter, index) - nowMs - 1e-6);
   }
   return counter.windowMs;

@@ -14,7 +14,7 @@ export type TierMode = (typeof TIER_MODES)[number];
 
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 const TIER_PATTERN = /^(\d+)\/(\d+)(ms|s|m|h|d)(?::([a-z]+))?$/;
-/** Longest window: 366 days, so yearly quotas fit and arithmetic stays exact. */
+/** Maximum window: 366 days, so yearly quotas fit and arithmetic stays exact. */
 export const MAX_WINDOW_MS = 366 * UNIT_MS.d;
 
 export type ParsedTier = { ok: true; tier: Tier } | { ok: false; problem: string };

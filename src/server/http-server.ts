@@ -32,7 +32,7 @@ export async function startDualProtocolServer(host: string, port: number, handle
   });
 
   const server = createNetServer((socket) => {
-    // Without it, Nagle's algorithm holds small HTTP/2 frames for the client's delayed ACK: about 40 ms a call.
+    // Without it, Nagle's algorithm delays small HTTP/2 frames until the client's delayed ACK, about 40 ms a call.
     socket.setNoDelay(true);
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
@@ -76,7 +76,7 @@ export async function startDualProtocolServer(host: string, port: number, handle
  * Wraps a socket whose first chunk was already read, replaying that chunk.
  * Node's HTTP/2 session reads a plain socket from its native handle, which
  * bypasses data pushed back with unshift(); through a JavaScript stream it
- * sees every byte.
+ * reads every byte.
  */
 function replayingStream(socket: Socket, first: Buffer): Duplex {
   const stream = new Duplex({

@@ -98,7 +98,7 @@ async function bootstrapAdminToken(store: ServerStore, fromEnvironment: string |
 const MAX_REQUEST_BYTES = 1024 * 1024;
 
 /**
- * Answers 401 before reading the body of an RPC that carries no bearer
+ * Returns 401 before reading the body of an RPC that carries no bearer
  * token at all, so that an anonymous client cannot make the server buffer
  * and parse a request. The token itself is checked by the auth interceptor.
  */

@@ -25,7 +25,7 @@ const RPC_OK = 0;
 const RPC_CODE_BY_STATUS: Record<number, number> = { 400: 3, 401: 16, 403: 7, 429: 8, 503: 14 };
 
 /**
- * Turns a decision into Envoy's answer. Every header option sets `append`
+ * Turns a decision into the CheckResponse Envoy applies. Every header option sets `append`
  * explicitly, because Envoy's default for an unset value has changed between
  * versions (1.37.0 appended where earlier versions overwrote).
  */
@@ -33,12 +33,12 @@ export function buildCheckResponse(decision: Decision, context: AnswerContext): 
   return decision.allowed ? allowResponse(decision, context) : denyResponse(decision, context.requestId);
 }
 
-/** A denial for a request that could not be read at all. */
+/** Builds the denial for a request that could not be read at all. */
 export function invalidRequestResponse(problem: string, requestId?: string): CheckResponse {
   return denyResponse({ allowed: false, reason: "invalid_request", detail: problem }, requestId);
 }
 
-/** A denial for a request the sidecar failed to decide; the cause goes to the log, not the client. */
+/** Builds the denial for a request the sidecar failed to decide. The cause goes to the log, not the client. */
 export function internalErrorResponse(requestId?: string): CheckResponse {
   return denyResponse({ allowed: false, reason: "internal_error", detail: "the sidecar failed to decide; retry shortly" }, requestId);
 }

@@ -26,7 +26,7 @@ const UNDECODABLE_REQUEST: ParsedCheck = { ok: false, problem: "the check reques
 export type CheckHandler = (request: CheckRequest | null) => CheckResponse;
 
 /**
- * Composes request parsing, the decision and answer shaping, and records
+ * Composes request parsing, the decision and response shaping, and records
  * one log line and one metric sample per Check. It never throws: whatever
  * goes wrong becomes a denial, because a gRPC error would hand the request
  * to Envoy's failure mode instead.

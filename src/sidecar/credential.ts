@@ -1,4 +1,4 @@
-/** Where a credential was found; the same names are removed before the request goes upstream. */
+/** Location of a credential in the request; the same names are removed before the request goes upstream. */
 export type CredentialSource = "authorization" | "x-api-key" | "query";
 
 export type Credential =

@@ -12,7 +12,7 @@ export class Readiness {
     return this.storeLoaded && !this.draining;
   }
 
-  /** Why the sidecar is not serving, or undefined when it is. */
+  /** Reason the sidecar is not serving, or undefined when it is. */
   get problem(): string | undefined {
     if (this.draining) return "shutting down";
     if (!this.storeLoaded) return "the key store has not been loaded yet";

@@ -10,7 +10,7 @@ export interface HttpServer {
 
 /**
  * The operations port: `/metrics` for Prometheus, `/healthz` for liveness
- * (the process answers), `/readyz` for readiness (the key store is loaded and
+ * (the process responds), `/readyz` for readiness (the key store is loaded and
  * the sidecar is not shutting down).
  */
 export async function startHttpServer(host: string, port: number, registry: Registry, readiness: Readiness, logger: Logger): Promise<HttpServer> {

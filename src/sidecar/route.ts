@@ -1,4 +1,4 @@
-/** What Envoy's per-route `check_settings.context_extensions` ask of a request. */
+/** Settings that Envoy's per-route `check_settings.context_extensions` set for a request. */
 export interface RouteSettings {
   /** API name or id the key must belong to; undefined accepts a key of any API. */
   api?: string;

@@ -14,7 +14,8 @@ export interface CliResult {
 export function runTollgate(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(process.execPath, [CLI_PATH, ...args], { env: { ...cleanEnv(), ...env }, timeout: 15_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+      let code = 0;
+      if (error) code = typeof error.code === "number" ? error.code : 1;
       resolve({ code, stdout, stderr });
     });
   });
@@ -69,7 +70,7 @@ export function startTollgate(args: string[], env: Record<string, string> = {}):
   };
 }
 
-/** The parent's environment without TOLLGATE_* settings, so a developer's shell cannot change a test. */
+/** Returns the parent's environment without TOLLGATE_* settings, so a developer's shell cannot change a test. */
 function cleanEnv(): Record<string, string> {
   return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("TOLLGATE_"))) as Record<string, string>;
 }

@@ -10,7 +10,7 @@ import { createLogger } from "../../src/log/logger.js";
 import { buildEnvoyCheckRequest, createCheckClient, type CheckClient, type EnvoyRequestInput } from "../../src/sidecar/check-client.js";
 import { startSidecar, type Sidecar } from "../../src/sidecar/sidecar.js";
 
-/** A folder under the system temp dir, removed by `cleanup`. */
+/** Creates a folder under the system temp dir; callers remove it when done. */
 export function makeTempDir(label: string): string {
   return mkdtempSync(join(tmpdir(), `tollgate-${label}-`));
 }
@@ -79,7 +79,7 @@ export async function startSidecarHarness(flags: SidecarFlags = {}, options: { c
   };
 }
 
-/** The HTTP status Envoy would send for a CheckResponse. */
+/** Returns the HTTP status Envoy would send for a CheckResponse. */
 export function httpStatusOf(response: CheckResponse): number {
   if (response.httpResponse.case === "deniedResponse") return response.httpResponse.value.status?.code ?? 403;
   return response.status?.code === 0 || response.status === undefined ? 200 : 403;

@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { readFileSync } from "node:fs";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { storePath } from "../../src/config/sidecar-config.js";
-import { CheckRequestSchema, CheckResponseSchema, type CheckResponse } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
+import { CheckRequestSchema, CheckResponseSchema, type CheckResponse, type OkHttpResponse } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { generateKey } from "../../src/keys/key-format.js";
 import type { ApiRecord } from "../../src/keys/records.js";
 import { CHECK_PATH, protobufMethod } from "../../src/sidecar/grpc-server.js";
@@ -47,6 +47,12 @@ function expectDenied(response: CheckResponse, status: number, reason: string): 
   expect(problemOf(response).reason).toBe(reason);
 }
 
+/** Returns the ok_response, failing the test when the request was denied. */
+function okResponseOf(response: CheckResponse) {
+  expect(response.httpResponse.case).toBe("okResponse");
+  return response.httpResponse.value as OkHttpResponse;
+}
+
 function headerOptionsOf(response: CheckResponse) {
   const value = response.httpResponse.value;
   if (!value) return [];
@@ -67,12 +73,12 @@ describe("credential", () => {
   it("accepts x-api-key and removes it upstream", async () => {
     const response = await harness.check({ headers: { "x-api-key": secret } });
     expect(httpStatusOf(response)).toBe(200);
-    expect(response.httpResponse.case === "okResponse" && response.httpResponse.value.headersToRemove).toContain("x-api-key");
+    expect(okResponseOf(response).headersToRemove).toContain("x-api-key");
   });
 
   it("removes the Authorization header upstream", async () => {
     const response = await harness.check({ key: secret });
-    expect(response.httpResponse.case === "okResponse" && response.httpResponse.value.headersToRemove).toContain("authorization");
+    expect(okResponseOf(response).headersToRemove).toContain("authorization");
   });
 
   it("ignores the query parameter by default", async () => {
@@ -108,7 +114,7 @@ describe("query parameter credential", () => {
 
     const response = await queryHarness.check({ path: `/v1/hello?a=1&api_key=${querySecret}` });
     expect(httpStatusOf(response)).toBe(200);
-    expect(response.httpResponse.case === "okResponse" && response.httpResponse.value.queryParametersToRemove).toEqual(["api_key"]);
+    expect(okResponseOf(response).queryParametersToRemove).toEqual(["api_key"]);
   });
 });
 
@@ -254,7 +260,7 @@ describe("allowed answer", () => {
     expect(upstream["x-tollgate-key-id"]).toBe(keyId);
     expect(upstream["x-tollgate-owner-id"]).toBe("acme");
     expect(upstream["x-tollgate-plan"]).toBe("free");
-    const removed = response.httpResponse.case === "okResponse" ? response.httpResponse.value.headersToRemove : [];
+    const removed = okResponseOf(response).headersToRemove;
     expect(removed).toContain("x-tollgate-admin");
     expect(removed).not.toContain("x-tollgate-key-id");
   });
@@ -263,7 +269,7 @@ describe("allowed answer", () => {
     const ownerless = harness.store.createKey({ apiId: api.id });
     const response = await harness.check({ key: ownerless.secret, headers: { "x-tollgate-owner-id": "mallory" } });
     expect(upstreamHeadersOf(response)["x-tollgate-owner-id"]).toBeUndefined();
-    expect(response.httpResponse.case === "okResponse" && response.httpResponse.value.headersToRemove).toContain("x-tollgate-owner-id");
+    expect(okResponseOf(response).headersToRemove).toContain("x-tollgate-owner-id");
   });
 
   it("sets append explicitly on every header option", async () => {

@@ -19,7 +19,7 @@ export interface TokenRecord {
   revokedAtMs: number | null;
 }
 
-/** Who made a change: the token it was made with. */
+/** Author of a change: the token it was made with. */
 export interface Actor {
   id: string;
   name: string;

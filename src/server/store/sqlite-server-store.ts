@@ -245,8 +245,8 @@ export class SqliteServerStore implements ServerStore {
   }
 
   /**
-   * Runs one change and its audit event in a single transaction, then tells
-   * the listeners the new version once it has committed.
+   * Runs one change and its audit event in a single transaction, then passes
+   * the new version to the listeners once it has committed.
    */
   private change<T>(actor: Actor, action: string, resourceType: string, work: () => { resourceId: string; before: unknown; after: unknown; result: T }): T {
     const versionBefore = this.keys.currentVersion();
