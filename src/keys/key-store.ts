@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import type { Tier } from "../ratelimit/tier.js";
 import { displayStart, generateId, generateKey, hashKey, validatePrefix } from "./key-format.js";
 import type { ApiRecord, KeyGrant, KeyRecord, KeyState, PlanRecord } from "./records.js";
-import { migrate, SCHEMA_VERSION } from "./schema.js";
+import { migrateKeyStore, SCHEMA_VERSION } from "./schema.js";
 import { StoreError } from "./store-error.js";
 
 export interface CreateKeyInput {
@@ -85,7 +85,7 @@ export class KeyStore {
     db.pragma("journal_mode = WAL");
     db.pragma("busy_timeout = 5000");
     db.pragma("foreign_keys = ON");
-    migrate(db);
+    migrateKeyStore(db);
     return new KeyStore(db, clock);
   }
 

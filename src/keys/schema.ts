@@ -1,10 +1,7 @@
 import type Database from "better-sqlite3";
+import { migrate } from "../sqlite/migrations.js";
 
-/**
- * Schema migrations, applied in order at open. `PRAGMA user_version` records
- * how many have run, so each runs exactly once per file. Append new ones:
- * nothing checks that a shipped migration is left unchanged.
- */
+/** The key store's schema migrations, applied in order at open. */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE apis (
      id TEXT PRIMARY KEY,
@@ -63,18 +60,7 @@ const MIGRATIONS: readonly string[] = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-export function migrate(db: Database.Database): void {
-  const version = () => db.pragma("user_version", { simple: true }) as number;
-  if (version() > SCHEMA_VERSION) {
-    throw new Error(`the store's schema version ${version()} is newer than this build's ${SCHEMA_VERSION}: upgrade Tollgate`);
-  }
-  // Each step rereads the version under the write lock, because another process may have run it meanwhile.
-  while (version() < SCHEMA_VERSION) {
-    db.transaction(() => {
-      const current = version();
-      if (current >= SCHEMA_VERSION) return;
-      db.exec(MIGRATIONS[current]!);
-      db.pragma(`user_version = ${current + 1}`);
-    }).immediate();
-  }
+/** Brings a key store up to this build's schema. */
+export function migrateKeyStore(db: Database.Database): void {
+  migrate(db, MIGRATIONS, "store");
 }
