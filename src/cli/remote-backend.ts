@@ -3,17 +3,15 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { durationFromMs, timestampFromMs, timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   KeyState as KeyStateProto,
-  TierMode,
   TokenKind as TokenKindProto,
   type Api,
   type Key,
   type Plan,
-  type Tier as TierProto,
   type Token,
 } from "../gen/tollgate/admin/v1/resources_pb.js";
 import { ApiService, AuditService, KeyService, PlanService, TokenService } from "../gen/tollgate/admin/v1/services_pb.js";
 import { StoreError } from "../keys/store-error.js";
-import { tierToMessage } from "../server/admin/convert.js";
+import { tierFromMessage, tierToMessage } from "../server/admin/convert.js";
 import type { ApiRecord, KeyRecord, KeyState, PlanRecord } from "../keys/records.js";
 import type { Tier } from "../ratelimit/tier.js";
 import type { TokenKind, TokenRecord } from "../server/store/records.js";
@@ -155,10 +153,6 @@ function msOf(timestamp: Timestamp | undefined): number | null {
   return timestamp === undefined ? null : timestampMs(timestamp);
 }
 
-function tierFromProto(tier: TierProto): Tier {
-  return { limit: Number(tier.limit), windowMs: Number(tier.windowMs), mode: tier.mode === TierMode.SHADOW ? "shadow" : "reject" };
-}
-
 function apiFromProto(api: Api): ApiRecord {
   return {
     id: api.id,
@@ -176,7 +170,7 @@ function planFromProto(plan: Plan): PlanRecord {
     id: plan.id,
     apiId: plan.apiId,
     name: plan.name,
-    tiers: plan.tiers.map(tierFromProto),
+    tiers: plan.tiers.map(tierFromMessage),
     createdAtMs: msOf(plan.createTime) ?? 0,
     updatedAtMs: msOf(plan.updateTime) ?? 0,
     version: 0,
@@ -198,7 +192,7 @@ function keyViewFromProto(key: Key): KeyView {
     createdAtMs: msOf(key.createTime) ?? 0,
     updatedAtMs: msOf(key.updateTime) ?? 0,
     metadata: key.metadata ?? null,
-    tierOverride: key.tierOverride ? key.tierOverride.tiers.map(tierFromProto) : null,
+    tierOverride: key.tierOverride ? key.tierOverride.tiers.map(tierFromMessage) : null,
     previousSecretExpiresAtMs: msOf(key.previousSecretExpireTime),
     version: 0,
   };

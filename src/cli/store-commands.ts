@@ -90,7 +90,7 @@ export function addPlanCommands(program: Command, context: CommandContext): void
   const set = plans
     .command("set <api> <plan>")
     .description("create or replace a plan's tiers, e.g. --tier 5/1s --tier 8/1m")
-    .option("--tier <LIMIT/WINDOW[:MODE]>", "a tier: LIMIT per WINDOW (ms, s, m, h, d), MODE reject (default) or shadow; repeatable", collect)
+    .option("--tier <LIMIT/WINDOW[:MODE]>", "a tier: LIMIT per WINDOW (ms, s, m, h, d), MODE reject (default), overage or shadow; repeatable", collect)
     .option("--default", "make this the plan of keys created without --plan");
   addJsonOption(addDataOption(set)).action(async (apiName: string, planName: string, options: { tier?: string[]; default?: boolean; json?: boolean }, command: Command) => {
     if (!options.tier || options.tier.length === 0) throw new UsageError("--tier: give at least one tier, such as --tier 5/1s");

@@ -6,7 +6,7 @@ export interface TierOutcome {
   tier: Tier;
   /** Units left in the sliding window, this request included when admitted (0 when exceeded). */
   remaining: number;
-  /** Whether this request went over the tier. Shadow tiers may exceed and still admit. */
+  /** Whether this request went over the tier. Overage and shadow tiers may exceed and still admit. */
   exceeded: boolean;
   /**
    * Milliseconds until the tier admits this request again when it exceeded,
@@ -20,6 +20,11 @@ export interface AdmitResult {
   tiers: TierOutcome[];
   /** The reject tier that denied the request, with the longest wait when several did. */
   blocking?: TierOutcome;
+}
+
+/** Whether an admitted or denied request went over a tier of `mode`: overage to bill, or a shadow limit to report. */
+export function exceededMode(rate: AdmitResult | undefined, mode: Tier["mode"]): boolean {
+  return rate?.tiers.some((outcome) => outcome.exceeded && outcome.tier.mode === mode) ?? false;
 }
 
 /**

@@ -1,7 +1,10 @@
 /**
  * A rate-limit tier: at most `limit` cost units per sliding `windowMs`.
- * `reject` tiers deny with 429 when exceeded; `shadow` tiers are counted and
- * reported in headers and logs but never deny.
+ * When a tier is exceeded, its mode decides:
+ * - `reject` denies with 429;
+ * - `overage` allows, and marks the request as billable overage for the
+ *   upstream and in usage, as for a plan with an included quota;
+ * - `shadow` only reports it in headers, logs and usage, to try a limit out.
  */
 export interface Tier {
   limit: number;
@@ -9,7 +12,7 @@ export interface Tier {
   mode: TierMode;
 }
 
-export const TIER_MODES = ["reject", "shadow"] as const;
+export const TIER_MODES = ["reject", "overage", "shadow"] as const;
 export type TierMode = (typeof TIER_MODES)[number];
 
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -19,7 +22,7 @@ export const MAX_WINDOW_MS = 366 * UNIT_MS.d;
 
 export type ParsedTier = { ok: true; tier: Tier } | { ok: false; problem: string };
 
-/** Parses `LIMIT/WINDOW[:MODE]`, for example `5/1s`, `1000/1d:shadow`. */
+/** Parses `LIMIT/WINDOW[:MODE]`, for example `5/1s`, `10000/30d:overage`, `1000/1d:shadow`. */
 export function parseTier(text: string): ParsedTier {
   const match = TIER_PATTERN.exec(text.trim());
   if (!match) {
@@ -34,7 +37,7 @@ export function parseTier(text: string): ParsedTier {
   if (!Number.isSafeInteger(limit)) return { ok: false, problem: `invalid tier "${text}": the limit must be at most ${Number.MAX_SAFE_INTEGER}` };
   if (windowMs < 1 || windowMs > MAX_WINDOW_MS) return { ok: false, problem: `invalid tier "${text}": the window must be from 1ms to 366d` };
   if (!(TIER_MODES as readonly string[]).includes(mode)) {
-    return { ok: false, problem: `invalid tier "${text}": unknown mode "${mode}" (use ${TIER_MODES.join(" or ")})` };
+    return { ok: false, problem: `invalid tier "${text}": unknown mode "${mode}" (use ${TIER_MODES.join(", ")})` };
   }
   return { ok: true, tier: { limit, windowMs, mode: mode as TierMode } };
 }

@@ -3,6 +3,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { HeaderValueOptionSchema, type HeaderValueOption } from "../gen/envoy/config/core/v3/base_pb.js";
 import { CheckResponseSchema, type CheckResponse } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import type { StatusCode } from "../gen/envoy/type/v3/http_status_pb.js";
+import { exceededMode } from "../ratelimit/limiter.js";
 import type { CredentialSource } from "./credential.js";
 import type { Decision } from "./decide.js";
 import { rateLimitHeaders, retryAfterSeconds, type HeaderPair } from "./rate-headers.js";
@@ -51,6 +52,7 @@ function allowResponse(decision: Extract<Decision, { allowed: true }>, context: 
   ];
   if (grant.ownerId) upstream.push(["x-tollgate-owner-id", grant.ownerId]);
   if (grant.planName) upstream.push(["x-tollgate-plan", grant.planName]);
+  if (exceededMode(decision.rate, "overage")) upstream.push(["x-tollgate-overage", "true"]);
 
   const ours = new Set(upstream.map(([name]) => name));
   const spoofed = [...context.headerNames].filter((name) => name.startsWith(UPSTREAM_HEADER_PREFIX) && !ours.has(name));
@@ -121,7 +123,8 @@ function metadataOf(decision: Decision): JsonObject {
     if (grant.planName) metadata.plan = grant.planName;
     if (grant.ownerId) metadata.owner_id = grant.ownerId;
   }
-  if (decision.rate?.tiers.some((outcome) => outcome.exceeded && outcome.tier.mode === "shadow")) metadata.shadow_exceeded = true;
+  if (exceededMode(decision.rate, "shadow")) metadata.shadow_exceeded = true;
+  if (exceededMode(decision.rate, "overage")) metadata.overage = true;
   return metadata;
 }
 

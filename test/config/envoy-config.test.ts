@@ -15,7 +15,7 @@ const EXT_AUTHZ_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_au
 const PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute";
 const ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 /** Dynamic metadata keys the sidecar sets under envoy.filters.http.ext_authz. */
-const METADATA_KEYS = new Set(["key_id", "api", "plan", "owner_id", "decision", "reason", "shadow_exceeded"]);
+const METADATA_KEYS = new Set(["key_id", "api", "plan", "owner_id", "decision", "reason", "shadow_exceeded", "overage"]);
 
 /** Parsed YAML, walked by path: a wrong path fails the test, which is the point. */
 type Yaml = any;

@@ -221,6 +221,20 @@ describe("rate limits", () => {
     expect(harness.logLines.some((line) => line.msg === "check" && line.shadowExceeded === true)).toBe(true);
   });
 
+  it("allows past an overage tier and marks the request for the upstream and the access log", async () => {
+    const plan = harness.store.setPlan(api.id, "metered", [{ limit: 1, windowMs: 60_000, mode: "overage" }]);
+    const metered = harness.store.createKey({ apiId: api.id, planId: plan.id });
+
+    const first = await harness.check({ key: metered.secret });
+    const second = await harness.check({ key: metered.secret });
+
+    expect(upstreamHeadersOf(first)["x-tollgate-overage"]).toBeUndefined();
+    expect(first.dynamicMetadata?.overage).toBeUndefined();
+    expect(httpStatusOf(second)).toBe(200);
+    expect(upstreamHeadersOf(second)["x-tollgate-overage"]).toBe("true");
+    expect(second.dynamicMetadata?.overage).toBe(true);
+  });
+
   it("sends rate-limit headers to the client on allow", async () => {
     const headers = clientHeadersOf(await harness.check({ key: secret }));
     expect(headers["ratelimit-policy"]).toBe('"3/1s";q=3;w=1, "10/1m";q=10;w=60, "2/1h:shadow";q=2;w=3600');

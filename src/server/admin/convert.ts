@@ -65,12 +65,16 @@ export function apiToMessage(api: ApiRecord): Api {
   });
 }
 
+const TIER_MODE_TO_PROTO: Record<Tier["mode"], TierMode> = { reject: TierMode.REJECT, overage: TierMode.OVERAGE, shadow: TierMode.SHADOW };
+
 export function tierToMessage(tier: Tier): TierMessage {
-  return create(TierSchema, {
-    limit: BigInt(tier.limit),
-    windowMs: BigInt(tier.windowMs),
-    mode: tier.mode === "shadow" ? TierMode.SHADOW : TierMode.REJECT,
-  });
+  return create(TierSchema, { limit: BigInt(tier.limit), windowMs: BigInt(tier.windowMs), mode: TIER_MODE_TO_PROTO[tier.mode] });
+}
+
+/** Reads a tier the server sent; a mode this build does not know is read as unspecified, which means reject. */
+export function tierFromMessage(tier: TierMessage): Tier {
+  const mode = (Object.keys(TIER_MODE_TO_PROTO) as Tier["mode"][]).find((name) => TIER_MODE_TO_PROTO[name] === tier.mode) ?? "reject";
+  return { limit: Number(tier.limit), windowMs: Number(tier.windowMs), mode };
 }
 
 export function planToMessage(plan: PlanRecord): Plan {

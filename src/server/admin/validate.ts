@@ -86,7 +86,7 @@ export function checkTiers(problems: FieldProblems, field: string, tiers: readon
     if (tier.limit < 1n || tier.limit > BigInt(Number.MAX_SAFE_INTEGER)) problems.add(`${at}.limit`, `must be from 1 to ${Number.MAX_SAFE_INTEGER}`);
     if (tier.windowMs < 1n || tier.windowMs > BigInt(MAX_WINDOW_MS)) problems.add(`${at}.window_ms`, `must be from 1 to ${MAX_WINDOW_MS}`);
     const mode = TIER_MODES_BY_ENUM.get(tier.mode);
-    if (mode === undefined) problems.add(`${at}.mode`, "must be TIER_MODE_REJECT, TIER_MODE_SHADOW or unspecified (reject)");
+    if (mode === undefined) problems.add(`${at}.mode`, "must be TIER_MODE_REJECT, TIER_MODE_OVERAGE, TIER_MODE_SHADOW or unspecified (reject)");
     return { limit: Number(tier.limit), windowMs: Number(tier.windowMs), mode: mode ?? "reject" };
   });
 }
@@ -151,6 +151,7 @@ const TIER_MODES_BY_ENUM: ReadonlyMap<number, Tier["mode"]> = new Map([
   [TierMode.UNSPECIFIED, "reject"],
   [TierMode.REJECT, "reject"],
   [TierMode.SHADOW, "shadow"],
+  [TierMode.OVERAGE, "overage"],
 ]);
 
 function isLabel(text: string): boolean {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { RateLimiter } from "../../../src/ratelimit/limiter.js";
+import { exceededMode, RateLimiter } from "../../../src/ratelimit/limiter.js";
 import type { Tier } from "../../../src/ratelimit/tier.js";
 import { advanceToWindowStart, clockAtWindowStart, tier } from "../fakes.js";
 
@@ -77,6 +77,29 @@ describe("RateLimiter.admit", () => {
     expect(results.map((result) => result.admitted)).toEqual([true, true, true, true, true]);
     expect(results.map((result) => result.tiers[0]?.exceeded)).toEqual([false, false, true, true, true]);
     expect(results.map((result) => result.blocking)).toEqual([undefined, undefined, undefined, undefined, undefined]);
+  });
+
+  it("overage tier admits past its limit and marks the requests over it", () => {
+    const clock = clockAtWindowStart(MINUTE);
+    const limiter = new RateLimiter();
+    const included = tier(2, MINUTE, "overage");
+
+    const results = Array.from({ length: 4 }, () => limiter.admit("key_a", [included], 1, clock.monotonicMs()));
+
+    expect(results.map((result) => result.admitted)).toEqual([true, true, true, true]);
+    expect(results.map((result) => exceededMode(result, "overage"))).toEqual([false, false, true, true]);
+    expect(results.map((result) => exceededMode(result, "shadow"))).toEqual([false, false, false, false]);
+  });
+
+  it("reject tier still denies beside an exceeded overage tier, and the denial consumes nothing", () => {
+    const clock = clockAtWindowStart(MINUTE);
+    const limiter = new RateLimiter();
+    const tiers = [tier(1, MINUTE, "overage"), tier(3, MINUTE)];
+
+    const admitted = Array.from({ length: 4 }, () => limiter.admit("key_a", tiers, 1, clock.monotonicMs()).admitted);
+
+    expect(admitted).toEqual([true, true, true, false]);
+    expect(limiter.admit("key_a", [tiers[0]!], 0, clock.monotonicMs()).tiers[0]?.remaining).toBe(0);
   });
 
   it("shadow tier beside enforced tier", () => {

@@ -11,6 +11,7 @@ describe("parseTier", () => {
     ["5/1s", { limit: 5, windowMs: SECOND, mode: "reject" }],
     ["8/1m", { limit: 8, windowMs: MINUTE, mode: "reject" }],
     ["100/1d:shadow", { limit: 100, windowMs: DAY, mode: "shadow" }],
+    ["10000/30d:overage", { limit: 10000, windowMs: 30 * DAY, mode: "overage" }],
     ["10/500ms", { limit: 10, windowMs: 500, mode: "reject" }],
     ["1000/1h", { limit: 1000, windowMs: HOUR, mode: "reject" }],
     ["5/90s", { limit: 5, windowMs: 90 * SECOND, mode: "reject" }],

@@ -27,7 +27,7 @@ describe("checkTiers", () => {
     ["a limit past the safe integers", [tier(2n ** 53n, 1000n)], "tiers[0].limit: must be from 1 to 9007199254740991"],
     ["a window of 0", [tier(1n, 0n)], "tiers[0].window_ms: must be from 1 to 31622400000"],
     ["a window over 366 days", [tier(1n, 1000n), tier(1n, 31_622_400_001n)], "tiers[1].window_ms: must be from 1 to 31622400000"],
-    ["an unknown mode", [tier(1n, 1000n, 9 as TierMode)], "tiers[0].mode: must be TIER_MODE_REJECT, TIER_MODE_SHADOW or unspecified (reject)"],
+    ["an unknown mode", [tier(1n, 1000n, 9 as TierMode)], "tiers[0].mode: must be TIER_MODE_REJECT, TIER_MODE_OVERAGE, TIER_MODE_SHADOW or unspecified (reject)"],
     ["no tiers", [], "tiers: at least one tier required"],
     ["17 tiers", Array.from({ length: 17 }, () => tier(1n, 1000n)), "tiers: at most 16 tiers"],
   ])("rejects %s", (_case, tiers, message) => {
@@ -36,13 +36,18 @@ describe("checkTiers", () => {
     expect(problems.messages).toEqual([message]);
   });
 
-  it("reads unspecified as reject and keeps shadow", () => {
+  it("reads unspecified as reject and keeps shadow and overage", () => {
     const problems = new FieldProblems();
-    const tiers = checkTiers(problems, "tiers", [tier(5n, 1000n), tier(9007199254740991n, 31_622_400_000n, TierMode.SHADOW)]);
+    const tiers = checkTiers(problems, "tiers", [
+      tier(5n, 1000n),
+      tier(9007199254740991n, 31_622_400_000n, TierMode.SHADOW),
+      tier(100n, 60_000n, TierMode.OVERAGE),
+    ]);
     expect(problems.empty).toBe(true);
     expect(tiers).toEqual([
       { limit: 5, windowMs: 1000, mode: "reject" },
       { limit: 9007199254740991, windowMs: 31_622_400_000, mode: "shadow" },
+      { limit: 100, windowMs: 60_000, mode: "overage" },
     ]);
   });
 });

@@ -200,7 +200,7 @@ export type ReplicaTier = Message<"tollgate.replication.v1.ReplicaTier"> & {
   windowMs: bigint;
 
   /**
-   * "reject" or "shadow".
+   * "reject", "overage" or "shadow".
    *
    * @generated from field: string mode = 3;
    */
