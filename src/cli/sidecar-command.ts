@@ -15,7 +15,13 @@ export function addSidecarOptions(command: Command): Command {
     .option("--http <host:port>", "/metrics, /healthz and /readyz address; default $TOLLGATE_HTTP, else 127.0.0.1:9192")
     .option("--log-level <level>", "fatal, error, warn, info, debug (one line per decision), trace or silent; default info")
     .option("--key-query-param <name>", "also accept the key in this query parameter, removed before the request goes upstream; off by default")
-    .option("--shutdown-grace-ms <ms>", "how long shutdown waits for in-flight checks; default 5000");
+    .option("--shutdown-grace-ms <ms>", "how long shutdown waits for in-flight checks; default 5000")
+    .option("--trusted-proxy-hops <n>", "take the client address from the Nth x-forwarded-for entry from the right; default $TOLLGATE_TRUSTED_PROXY_HOPS, else 0 (Envoy's peer address)")
+    .option("--no-usage", "do not record usage events or send them to the server (TOLLGATE_USAGE=off); on by default with --server")
+    .option("--usage-spool-max-events <n>", "usage events the spool keeps while the server is away; default 1000000")
+    .option("--usage-spool-full <policy>", "when the spool is full: drop-oldest (default) or drop-newest")
+    .option("--usage-flush-interval <duration>", "how often usage events are written to the spool, such as 10ms or 1s; default 10ms")
+    .option("--usage-drain-timeout <duration>", "how long shutdown waits for the server to acknowledge spooled usage events; default 10s");
 }
 
 /** Options that make the sidecar replicate keys from a server; only `tollgate sidecar` has them, not `tollgate dev`. */

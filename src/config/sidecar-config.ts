@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { LOG_LEVELS, type LogLevel } from "../log/levels.js";
+import { parseDurationMs } from "../ratelimit/tier.js";
 import { parseListenAddress, type ListenAddress } from "./listen-address.js";
 
 /** Everything a sidecar is started with, validated and frozen. */
@@ -19,6 +20,30 @@ export interface SidecarConfig {
   readonly shutdownGraceMs: number;
   /** The server to replicate keys from, or undefined to serve a local store written by the CLI. */
   readonly replication: ReplicationSettings | undefined;
+  /**
+   * Proxies in front of Envoy whose x-forwarded-for entries are trusted; the
+   * client address is the entry this far from the right. 0 takes Envoy's
+   * downstream peer address. `--trusted-proxy-hops`, TOLLGATE_TRUSTED_PROXY_HOPS, default 0.
+   */
+  readonly trustedProxyHops: number;
+  /** Usage metering; undefined without `--server` (no server to send events to) or with `--no-usage`. */
+  readonly usage: UsageSettings | undefined;
+}
+
+/** The sidecar's action when the usage spool contains its maximum number of events. */
+export type SpoolFullPolicy = "drop-oldest" | "drop-newest";
+export const SPOOL_FULL_POLICIES: readonly SpoolFullPolicy[] = ["drop-oldest", "drop-newest"];
+
+/** Settings for spooling usage events and sending them to the server. */
+export interface UsageSettings {
+  /** Events the spool keeps before the full policy drops some; `--usage-spool-max-events`, default 1000000. */
+  readonly spoolMaxEvents: number;
+  /** `--usage-spool-full`, default drop-oldest: keep the newest events. */
+  readonly spoolFullPolicy: SpoolFullPolicy;
+  /** How often buffered events are written to the spool; `--usage-flush-interval`, default 10 ms. */
+  readonly flushIntervalMs: number;
+  /** How long shutdown waits for the server to acknowledge spooled events; `--usage-drain-timeout`, default 10 s. */
+  readonly drainTimeoutMs: number;
 }
 
 /** The server a sidecar replicates keys from. */
@@ -41,6 +66,13 @@ export interface SidecarFlags {
   server?: string;
   token?: string;
   sidecarId?: string;
+  trustedProxyHops?: string;
+  /** False for `--no-usage`; commander sets true when the flag is absent, so only false overrides TOLLGATE_USAGE. */
+  usage?: boolean;
+  usageSpoolMaxEvents?: string;
+  usageSpoolFull?: string;
+  usageFlushInterval?: string;
+  usageDrainTimeout?: string;
 }
 
 export type LoadedConfig<T> = { ok: true; config: T } | { ok: false; problems: string[] };
@@ -48,9 +80,22 @@ export type LoadedConfig<T> = { ok: true; config: T } | { ok: false; problems: s
 export const DEFAULT_LISTEN = "127.0.0.1:9191";
 export const DEFAULT_HTTP = "127.0.0.1:9192";
 
+export const DEFAULT_USAGE_SPOOL_MAX_EVENTS = 1_000_000;
+export const MAX_USAGE_SPOOL_MAX_EVENTS = 100_000_000;
+export const DEFAULT_USAGE_FLUSH_INTERVAL_MS = 10;
+export const MAX_USAGE_FLUSH_INTERVAL_MS = 10_000;
+export const DEFAULT_USAGE_DRAIN_TIMEOUT_MS = 10_000;
+export const MAX_USAGE_DRAIN_TIMEOUT_MS = 600_000;
+export const MAX_TRUSTED_PROXY_HOPS = 32;
+
 /** Returns the path of the store file inside a data folder. */
 export function storePath(dataDir: string): string {
   return join(dataDir, "tollgate.db");
+}
+
+/** Returns the path of the usage spool inside a data folder. */
+export function usageSpoolPath(dataDir: string): string {
+  return join(dataDir, "usage-spool.db");
 }
 
 /**
@@ -83,6 +128,16 @@ export function loadSidecarConfig(flags: SidecarFlags, env: Readonly<Record<stri
 
   const replication = readReplicationSettings(flags, env, problems);
 
+  const hopsText = pick(flags.trustedProxyHops, "TOLLGATE_TRUSTED_PROXY_HOPS", "0");
+  const trustedProxyHops = Number(hopsText);
+  if (!/^\d+$/.test(hopsText) || trustedProxyHops > MAX_TRUSTED_PROXY_HOPS) {
+    problems.push(`--trusted-proxy-hops: "${hopsText}" must be a whole number from 0 to ${MAX_TRUSTED_PROXY_HOPS}`);
+  }
+
+  // Usage settings are checked even when metering is off, so a mistyped value is reported before it matters.
+  const usageSettings = readUsageSettings(flags, env, problems);
+  const usageEnabled = readUsageSwitch(flags, env, problems);
+
   if (problems.length > 0) return { ok: false, problems };
   return {
     ok: true,
@@ -94,6 +149,8 @@ export function loadSidecarConfig(flags: SidecarFlags, env: Readonly<Record<stri
       keyQueryParameter,
       shutdownGraceMs,
       replication,
+      trustedProxyHops,
+      usage: replication && usageEnabled ? usageSettings : undefined,
     }),
   };
 }
@@ -126,6 +183,50 @@ function readReplicationSettings(flags: SidecarFlags, env: Readonly<Record<strin
   }
   if (serverUrl === undefined || token === undefined) return undefined;
   return Object.freeze({ serverUrl, token, sidecarId });
+}
+
+/** Reads `--no-usage` and TOLLGATE_USAGE (on or off); metering is on unless one turns it off. */
+function readUsageSwitch(flags: SidecarFlags, env: Readonly<Record<string, string | undefined>>, problems: string[]): boolean {
+  if (flags.usage === false) return false;
+  const text = env.TOLLGATE_USAGE ?? "on";
+  if (text !== "on" && text !== "off") problems.push(`TOLLGATE_USAGE: "${text}" must be on or off`);
+  return text !== "off";
+}
+
+/** Reads the spool bound, its full policy, the flush interval and the drain timeout. */
+function readUsageSettings(flags: SidecarFlags, env: Readonly<Record<string, string | undefined>>, problems: string[]): UsageSettings {
+  const pick = (flag: string | undefined, variable: string, fallback: string) => flag ?? env[variable] ?? fallback;
+
+  const maxEventsText = pick(flags.usageSpoolMaxEvents, "TOLLGATE_USAGE_SPOOL_MAX_EVENTS", String(DEFAULT_USAGE_SPOOL_MAX_EVENTS));
+  const spoolMaxEvents = Number(maxEventsText);
+  if (!/^\d+$/.test(maxEventsText) || spoolMaxEvents < 1 || spoolMaxEvents > MAX_USAGE_SPOOL_MAX_EVENTS) {
+    problems.push(`--usage-spool-max-events: "${maxEventsText}" must be a whole number from 1 to ${MAX_USAGE_SPOOL_MAX_EVENTS}`);
+  }
+
+  const policyText = pick(flags.usageSpoolFull, "TOLLGATE_USAGE_SPOOL_FULL", "drop-oldest");
+  if (!(SPOOL_FULL_POLICIES as readonly string[]).includes(policyText)) {
+    problems.push(`--usage-spool-full: "${policyText}" must be one of ${SPOOL_FULL_POLICIES.join(", ")}`);
+  }
+
+  const flushText = pick(flags.usageFlushInterval, "TOLLGATE_USAGE_FLUSH_INTERVAL", `${DEFAULT_USAGE_FLUSH_INTERVAL_MS}ms`);
+  const flushIntervalMs = parseDurationMs(flushText);
+  if (flushIntervalMs === undefined || flushIntervalMs > MAX_USAGE_FLUSH_INTERVAL_MS) {
+    problems.push(`--usage-flush-interval: "${flushText}" must be a duration from 1ms to 10s, such as 10ms or 1s`);
+  }
+
+  const drainText = pick(flags.usageDrainTimeout, "TOLLGATE_USAGE_DRAIN_TIMEOUT", `${DEFAULT_USAGE_DRAIN_TIMEOUT_MS / 1000}s`);
+  // 0 is allowed: shutdown then leaves every unacknowledged event in the spool for the next start.
+  const drainTimeoutMs = drainText.trim() === "0" ? 0 : parseDurationMs(drainText);
+  if (drainTimeoutMs === undefined || drainTimeoutMs > MAX_USAGE_DRAIN_TIMEOUT_MS) {
+    problems.push(`--usage-drain-timeout: "${drainText}" must be 0 or a duration up to 10m, such as 500ms or 10s`);
+  }
+
+  return Object.freeze({
+    spoolMaxEvents,
+    spoolFullPolicy: policyText as SpoolFullPolicy,
+    flushIntervalMs: flushIntervalMs ?? DEFAULT_USAGE_FLUSH_INTERVAL_MS,
+    drainTimeoutMs: drainTimeoutMs ?? DEFAULT_USAGE_DRAIN_TIMEOUT_MS,
+  });
 }
 
 /** Returns the URL's origin when it is http(s)://host:port with no path, query, fragment or credentials. */

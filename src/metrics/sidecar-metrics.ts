@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { registerProcessMetrics } from "./process-metrics.js";
 import { REASON_CODES } from "../sidecar/reasons.js";
 
 /**
@@ -20,7 +21,7 @@ export interface SidecarGauges {
 
 export function createSidecarMetrics(gauges: SidecarGauges = { rateLimitCounters: () => 0 }): SidecarMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "tollgate_" });
+  registerProcessMetrics(registry, "tollgate_");
 
   const decisions = new Counter({
     name: "tollgate_check_decisions_total",
@@ -107,6 +108,84 @@ export function createReplicaMetrics(registry: Registry, gauges: ReplicaGauges):
     syncErrors: new Counter({
       name: "tollgate_replica_sync_errors_total",
       help: "Replication streams that ended with an error: connection failures, rejected batches, failed writes.",
+      registers: [registry],
+    }),
+  };
+}
+
+/** Why usage events were dropped: the spool was at its bound, or writing to it failed until the memory buffer filled. */
+export type UsageDropCause = "spool_full" | "write_failed";
+export const USAGE_DROP_CAUSES: readonly UsageDropCause[] = ["spool_full", "write_failed"];
+
+/** Metrics of usage metering; registered only when the sidecar sends usage to a server. */
+export interface UsageMetrics {
+  eventsDropped: Counter<"cause">;
+  eventsSent: Counter;
+  eventsAcknowledged: Counter;
+  streamConnected: Gauge;
+  streamErrors: Counter;
+  flushDuration: Histogram;
+}
+
+/** Values the usage metrics read at scrape time. */
+export interface UsageGauges {
+  spoolEvents(): number;
+  bufferedEvents(): number;
+}
+
+export function createUsageMetrics(registry: Registry, gauges: UsageGauges): UsageMetrics {
+  new Gauge({
+    name: "tollgate_usage_spool_events",
+    help: "Usage events in the spool that the server has not acknowledged yet.",
+    registers: [registry],
+    collect() {
+      this.set(gauges.spoolEvents());
+    },
+  });
+  new Gauge({
+    name: "tollgate_usage_buffered_events",
+    help: "Usage events held in memory and not yet written to the spool.",
+    registers: [registry],
+    collect() {
+      this.set(gauges.bufferedEvents());
+    },
+  });
+
+  const eventsDropped = new Counter({
+    name: "tollgate_usage_events_dropped_total",
+    help: "Usage events dropped, by cause: spool_full (the spool was at --usage-spool-max-events) or write_failed (spool writes failed until the memory buffer was full).",
+    labelNames: ["cause"] as const,
+    registers: [registry],
+  });
+  for (const cause of USAGE_DROP_CAUSES) eventsDropped.labels(cause).inc(0);
+
+  return {
+    eventsDropped,
+    eventsSent: new Counter({
+      name: "tollgate_usage_events_sent_total",
+      help: "Usage events sent to the server, resent ones counted again.",
+      registers: [registry],
+    }),
+    eventsAcknowledged: new Counter({
+      name: "tollgate_usage_events_acknowledged_total",
+      help: "Usage events the server acknowledged, which the sidecar then deleted from the spool.",
+      registers: [registry],
+    }),
+    streamConnected: new Gauge({
+      name: "tollgate_usage_stream_connected",
+      help: "1 while a usage stream to the server is open, else 0.",
+      registers: [registry],
+    }),
+    streamErrors: new Counter({
+      name: "tollgate_usage_stream_errors_total",
+      help: "Usage streams that ended with an error or were ended by the server.",
+      registers: [registry],
+    }),
+    flushDuration: new Histogram({
+      name: "tollgate_usage_flush_duration_seconds",
+      help: "Time to write one flush of buffered usage events to the spool, in one transaction.",
+      // From 100 µs, because a small batch commits in a fraction of a millisecond without an fsync. Up to 1 s for a slow or failing disk.
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     }),
   };

@@ -4,7 +4,7 @@ import type { KeySource } from "../keys/key-source.js";
 import type { Logger } from "../log/logger.js";
 import type { SidecarMetrics } from "../metrics/sidecar-metrics.js";
 import type { RateLimiter } from "../ratelimit/limiter.js";
-import { parseCheckRequest, type ParsedCheck } from "./check-request.js";
+import { parseCheckRequest, type CheckInput, type ParsedCheck, type RequestOrigin } from "./check-request.js";
 import { buildCheckResponse, internalErrorResponse, invalidRequestResponse } from "./check-response.js";
 import { extractCredential } from "./credential.js";
 import { decide, type Decision } from "./decide.js";
@@ -18,6 +18,26 @@ export interface CheckServiceOptions {
   metrics: SidecarMetrics;
   /** Query parameter that may carry the key; undefined (the default) disables it. */
   keyQueryParameter?: string;
+  /** x-forwarded-for entries written by trusted proxies, for the client address; default 0. */
+  trustedProxyHops?: number;
+  /**
+   * Receives every Check's outcome, invalid requests and internal errors
+   * included, after the response is built. It runs on the Check path, so it
+   * must only hand the outcome on, as the usage recorder does by buffering
+   * it. A throw is logged and does not change the response.
+   */
+  onOutcome?: (outcome: CheckOutcome) => void;
+}
+
+/** The result of one Check, for usage metering. */
+export interface CheckOutcome {
+  reason: Reason;
+  /** The decision, unless the request was invalid or the Check failed. */
+  decision?: Decision;
+  /** The parsed request, unless it was invalid or the Check failed. */
+  input?: CheckInput;
+  /** Request id, client address and user agent, also for invalid requests. */
+  origin: RequestOrigin;
 }
 
 const UNDECODABLE_REQUEST: ParsedCheck = { ok: false, problem: "the check request is not a valid protobuf message" };
@@ -32,7 +52,8 @@ export type CheckHandler = (request: CheckRequest | null) => CheckResponse;
  * to Envoy's failure mode instead.
  */
 export function createCheckHandler(options: CheckServiceOptions): CheckHandler {
-  const { keys, limiter, clock, logger, metrics } = options;
+  const { keys, limiter, clock, logger, metrics, onOutcome } = options;
+  const requestOptions = { trustedProxyHops: options.trustedProxyHops ?? 0 };
   const decisionContext = {
     get ready() {
       return keys.ready;
@@ -44,14 +65,18 @@ export function createCheckHandler(options: CheckServiceOptions): CheckHandler {
 
   return (request) => {
     const startedNs = process.hrtime.bigint();
-    let outcome: { reason: Reason; response: CheckResponse; decision?: Decision; method?: string; path?: string; requestId?: string };
+    let outcome: CheckOutcome & { response: CheckResponse };
+    // Kept outside the try, so that an internal error's event still names the client.
+    let origin: RequestOrigin = {};
 
     try {
-      const parsed = request === null ? UNDECODABLE_REQUEST : parseCheckRequest(request);
+      const parsed = request === null ? UNDECODABLE_REQUEST : parseCheckRequest(request, requestOptions);
       if (!parsed.ok) {
-        outcome = { reason: "invalid_request", response: invalidRequestResponse(parsed.problem, parsed.requestId), requestId: parsed.requestId };
+        origin = parsed;
+        outcome = { reason: "invalid_request", response: invalidRequestResponse(parsed.problem, parsed.requestId), origin };
       } else {
         const { input } = parsed;
+        origin = input;
         const credential = extractCredential(input.headers, input.path, { queryParameter: options.keyQueryParameter });
         const decision = decide(credential, input.route, decisionContext);
         const response = buildCheckResponse(decision, {
@@ -60,11 +85,11 @@ export function createCheckHandler(options: CheckServiceOptions): CheckHandler {
           queryParameter: options.keyQueryParameter,
           requestId: input.requestId,
         });
-        outcome = { reason: decision.reason, response, decision, method: input.method, path: input.path, requestId: input.requestId };
+        outcome = { reason: decision.reason, response, decision, input, origin };
       }
     } catch (error) {
       logger.error({ err: error }, "check failed");
-      outcome = { reason: "internal_error", response: internalErrorResponse() };
+      outcome = { reason: "internal_error", response: internalErrorResponse(), origin };
     }
 
     const allowed = outcome.reason === "ok";
@@ -82,14 +107,22 @@ export function createCheckHandler(options: CheckServiceOptions): CheckHandler {
           keyId: grant?.id,
           shadowExceeded: outcome.decision?.rate?.tiers.some((tier) => tier.exceeded && tier.tier.mode === "shadow") || undefined,
           api: grant?.apiName,
-          requestId: outcome.requestId,
-          method: outcome.method,
+          requestId: outcome.origin.requestId,
+          method: outcome.input?.method,
           // The query string is left out: it may carry the key.
-          path: outcome.path?.split("?", 1)[0],
+          path: outcome.input?.path.split("?", 1)[0],
           durationMs: seconds * 1000,
         },
         "check",
       );
+    }
+
+    if (onOutcome) {
+      try {
+        onOutcome(outcome);
+      } catch (error) {
+        logger.error({ err: error }, "recording the check's usage failed");
+      }
     }
     return outcome.response;
   };

@@ -6,6 +6,7 @@ import { KeyStore } from "../keys/key-store.js";
 import type { Logger } from "../log/logger.js";
 import { createReplicaMetrics, createSidecarMetrics, type SidecarMetrics } from "../metrics/sidecar-metrics.js";
 import { RateLimiter } from "../ratelimit/limiter.js";
+import { ApiIdCache, startUsageMetering, type UsageMetering } from "../usage/usage-metering.js";
 import { createCheckHandler } from "./check-service.js";
 import { startGrpcServer } from "./grpc-server.js";
 import { Readiness } from "./health.js";
@@ -16,7 +17,11 @@ export interface Sidecar {
   grpcPort: number;
   httpPort: number;
   metrics: SidecarMetrics;
-  /** Stops taking Checks, finishes in-flight ones within the grace time, and releases the store. */
+  /**
+   * Stops taking Checks, finishes in-flight ones within the grace time,
+   * writes and sends the usage events left (within the drain timeout), and
+   * releases the stores.
+   */
   close(): Promise<void>;
 }
 
@@ -60,18 +65,38 @@ export async function startSidecar(config: SidecarConfig, dependencies: SidecarD
   } else if (!keys.ready) {
     logger.warn({ store: path }, "key store not found; every Check returns not_ready until it is created");
   }
-  const replication = replica && startReplication(config, replica, { logger, clock, metrics, keys });
+  const apiIds = replica && new ApiIdCache(replica, logger);
+  const replication = replica && startReplication(config, replica, { logger, clock, metrics, keys, afterCommit: () => apiIds?.clear() });
 
   const sweepTimer = setInterval(() => limiter.sweep(clock.monotonicMs()), dependencies.sweepIntervalMs ?? 10_000);
   sweepTimer.unref();
-
-  const check = createCheckHandler({ keys, limiter, clock, logger, metrics, keyQueryParameter: config.keyQueryParameter });
   const releaseAll = async () => {
     clearInterval(sweepTimer);
     await replication?.close();
     keys.close();
     replica?.close();
   };
+
+  let usage: UsageMetering | undefined;
+  try {
+    if (config.usage && config.replication && apiIds) {
+      usage = startUsageMetering({ dataDir: config.dataDir, server: config.replication, usage: config.usage }, { logger, clock, registry: metrics.registry, apiIds });
+    }
+  } catch (error) {
+    await releaseAll();
+    throw error;
+  }
+
+  const check = createCheckHandler({
+    keys,
+    limiter,
+    clock,
+    logger,
+    metrics,
+    keyQueryParameter: config.keyQueryParameter,
+    trustedProxyHops: config.trustedProxyHops,
+    onOutcome: usage?.recordOutcome,
+  });
   // A sidecar that cannot bind both ports releases everything, so the process exits instead of serving half-started.
   let grpcServer: Awaited<ReturnType<typeof startGrpcServer>> | undefined;
   let httpServer: Awaited<ReturnType<typeof startHttpServer>>;
@@ -80,6 +105,8 @@ export async function startSidecar(config: SidecarConfig, dependencies: SidecarD
     httpServer = await startHttpServer(config.http.host, config.http.port, metrics.registry, readiness, logger);
   } catch (error) {
     await grpcServer?.close(0);
+    // Nothing was decided yet, so there is nothing to drain; whatever an earlier run left stays in the spool.
+    await usage?.close(0);
     await releaseAll();
     throw error;
   }
@@ -93,6 +120,8 @@ export async function startSidecar(config: SidecarConfig, dependencies: SidecarD
       logger.info({ graceMs: config.shutdownGraceMs }, "sidecar shutting down");
       readiness.markDraining();
       await started.close(config.shutdownGraceMs);
+      logger.info("checks stopped");
+      await usage?.close(config.usage?.drainTimeoutMs ?? 0);
       await httpServer.close();
       await releaseAll();
       logger.info("sidecar stopped");
@@ -111,7 +140,7 @@ function openReplica(path: string, clock: Clock): KeyStore {
 function startReplication(
   config: SidecarConfig,
   replica: KeyStore,
-  context: { logger: Logger; clock: Clock; metrics: SidecarMetrics; keys: LocalKeySource },
+  context: { logger: Logger; clock: Clock; metrics: SidecarMetrics; keys: LocalKeySource; afterCommit: () => void },
 ): ReplicationClient {
   const { serverUrl, token, sidecarId } = config.replication!;
   const startedMonotonicMs = context.clock.monotonicMs();
@@ -123,6 +152,7 @@ function startReplication(
   // Every commit drops the cached grants, so the next Check reads the change instead of waiting for the key source's next poll of the file.
   const onCommitted = ({ complete }: { complete: boolean }) => {
     context.keys.dropCachedGrants();
+    context.afterCommit();
     if (complete) context.keys.refresh();
   };
   client = startReplicationClient({ serverUrl, token, sidecarId, replica, clock: context.clock, logger: context.logger, metrics, onCommitted });

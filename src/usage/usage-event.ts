@@ -1,0 +1,114 @@
+import { create } from "@bufbuild/protobuf";
+import { Decision as EventDecision, UsageEventSchema, type UsageEvent } from "../gen/tollgate/usage/v1/usage_pb.js";
+import type { CheckOutcome } from "../sidecar/check-service.js";
+import { REASONS } from "../sidecar/reasons.js";
+
+/**
+ * One Check's usage event before the spool gives it a sequence. It is a plain
+ * object, so the Check path records it without any protobuf work; the spool
+ * encodes it. It never contains the key itself.
+ */
+export interface UsageRecord {
+  /** When the Check was decided, in milliseconds since the Unix epoch. */
+  timeMs: number;
+  /** The key's API, else the API the route named when the replica has it, else "". */
+  apiId: string;
+  /** "" when no key was found. */
+  keyId: string;
+  /** "" when no key was found or the key has no owner. */
+  ownerId: string;
+  method: string;
+  /** Without the query string, which may carry the key. */
+  path: string;
+  /** Scopes the route required. */
+  scopes: readonly string[];
+  allowed: boolean;
+  reason: string;
+  /** The HTTP status of the response: 200 for allowed requests. */
+  status: number;
+  /** Cost units the request took from its tiers: the route's cost when allowed, 0 for every denial. */
+  cost: number;
+  shadowExceeded: boolean;
+  overage: boolean;
+  /** "" when Envoy sent no address. */
+  clientAddress: string;
+  userAgent: string;
+  requestId: string;
+}
+
+export interface UsageRecordContext {
+  /** The time to stamp on the event, from the sidecar's clock. */
+  nowWallMs: number;
+  /** Returns the id of an API given its name or id, or undefined when the replica does not have it. */
+  resolveApiId(nameOrId: string): string | undefined;
+}
+
+/** Longest path kept in an event; Envoy accepts paths of up to 60 KiB by default, which a million spooled events should not each carry. */
+export const MAX_EVENT_PATH_LENGTH = 2048;
+const MAX_METHOD_LENGTH = 64;
+
+/**
+ * Builds the usage event of one Check. A denial takes nothing from the
+ * rate-limit tiers (every tier is checked before any counter moves), so its
+ * cost is 0.
+ */
+export function buildUsageRecord(outcome: CheckOutcome, context: UsageRecordContext): UsageRecord {
+  const { decision, input, origin } = outcome;
+  const grant = decision?.grant;
+  const routeApi = input?.route.api;
+  const allowed = outcome.reason === "ok";
+  const tiers = decision?.rate?.tiers;
+
+  return {
+    timeMs: Math.floor(context.nowWallMs),
+    apiId: grant?.apiId ?? (routeApi === undefined ? "" : (context.resolveApiId(routeApi) ?? "")),
+    keyId: grant?.id ?? "",
+    ownerId: grant?.ownerId ?? "",
+    method: input ? input.method.slice(0, MAX_METHOD_LENGTH) : "",
+    path: input ? pathWithoutQuery(input.path) : "",
+    scopes: input?.route.scopes ?? [],
+    allowed,
+    reason: outcome.reason,
+    status: REASONS[outcome.reason].status,
+    cost: allowed && input ? input.route.cost : 0,
+    shadowExceeded: tiers?.some((tier) => tier.exceeded && tier.tier.mode === "shadow") ?? false,
+    // Compared as a string, so this compiles whether or not the tier type already lists the overage mode.
+    overage: tiers?.some((tier) => tier.exceeded && (tier.tier.mode as string) === "overage") ?? false,
+    clientAddress: origin.clientAddress ?? "",
+    userAgent: origin.userAgent ?? "",
+    requestId: origin.requestId ?? "",
+  };
+}
+
+/**
+ * Converts a record into the wire message; `sequence` is the record's place
+ * in the spool, 0 before it has one. The spool uses the faster
+ * `encodeUsageRecord`, whose output must equal this message's encoding.
+ */
+export function toUsageEvent(record: UsageRecord, sequence = 0): UsageEvent {
+  return create(UsageEventSchema, {
+    sequence: BigInt(sequence),
+    timeMs: BigInt(record.timeMs),
+    apiId: record.apiId,
+    keyId: record.keyId,
+    ownerId: record.ownerId,
+    method: record.method,
+    path: record.path,
+    scopes: [...record.scopes],
+    decision: record.allowed ? EventDecision.ALLOW : EventDecision.DENY,
+    reason: record.reason,
+    status: record.status,
+    cost: BigInt(record.cost),
+    shadowExceeded: record.shadowExceeded,
+    overage: record.overage,
+    clientAddress: record.clientAddress,
+    userAgent: record.userAgent,
+    requestId: record.requestId,
+  });
+}
+
+function pathWithoutQuery(path: string): string {
+  const queryStart = path.indexOf("?");
+  const withoutQuery = queryStart < 0 ? path : path.slice(0, queryStart);
+  return withoutQuery.slice(0, MAX_EVENT_PATH_LENGTH);
+}
