@@ -9,6 +9,7 @@ import { processOutput, type Output } from "./output.js";
 import { addServerCommand } from "./server-command.js";
 import { addSidecarCommand } from "./sidecar-command.js";
 import { addApiCommands, addKeyCommands, addPlanCommands, addServerRecordCommands, type CommandContext } from "./store-commands.js";
+import { addUsageCommands } from "./usage-command.js";
 
 export interface RunOptions {
   output?: Output;
@@ -59,6 +60,7 @@ function createProgram(context: CommandContext): Command {
   addPlanCommands(program, context);
   addKeyCommands(program, context);
   addServerRecordCommands(program, context);
+  addUsageCommands(program, context);
   addServerCommand(program, context);
   addSidecarCommand(program, context);
   addCheckCommand(program, context);

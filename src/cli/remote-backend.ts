@@ -116,7 +116,7 @@ export function openRemoteBackend(baseUrl: string, token: string): AdminBackend 
 }
 
 /** Turns an admin API error into the CLI's errors: not found and conflicts exit 1, bad input exits 2. */
-function translateError(error: unknown, baseUrl: string): Error {
+export function translateError(error: unknown, baseUrl: string): Error {
   const connectError = ConnectError.from(error);
   switch (connectError.code) {
     case Code.NotFound:

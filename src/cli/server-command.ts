@@ -10,13 +10,15 @@ export function addServerOptions(command: Command): Command {
   return addDataOption(command)
     .option("--listen <host:port>", "admin API, replication and /metrics address; default $TOLLGATE_SERVER_LISTEN, else 127.0.0.1:8080")
     .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent; default info")
-    .option("--shutdown-grace-ms <ms>", "how long shutdown waits for open calls; default 5000");
+    .option("--shutdown-grace-ms <ms>", "how long shutdown waits for open calls; default 5000")
+    .option("--usage-retention <duration>", "how long raw usage events are kept, such as 7d or 36h; default $TOLLGATE_USAGE_RETENTION, else 7d")
+    .option("--usage-rollup-retention <duration>", "how long per-minute usage rollups are kept, at least 91d; default $TOLLGATE_USAGE_ROLLUP_RETENTION, else 400d");
 }
 
 export function addServerCommand(program: Command, context: CommandContext): void {
   const command = program
     .command("server")
-    .description("run the store of record: the admin API and replication to sidecars (admin token from $TOLLGATE_ADMIN_TOKEN, else generated once)");
+    .description("run the store of record: the admin API, replication to sidecars and their usage ingest (admin token from $TOLLGATE_ADMIN_TOKEN, else generated once)");
   addServerOptions(command).action(async (options: ServerFlags) => {
     await runServerUntilSignal(serverConfigFrom(options, context), context);
   });

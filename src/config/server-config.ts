@@ -1,4 +1,5 @@
 import { LOG_LEVELS, type LogLevel } from "../log/levels.js";
+import { parseDurationMs } from "../ratelimit/tier.js";
 import { parseListenAddress, type ListenAddress } from "./listen-address.js";
 import type { LoadedConfig } from "./sidecar-config.js";
 
@@ -14,6 +15,10 @@ export interface ServerConfig {
   readonly adminToken: string | undefined;
   /** How long shutdown waits for open requests and streams; default 5000 ms. */
   readonly shutdownGraceMs: number;
+  /** How long raw usage events are kept; `--usage-retention`, TOLLGATE_USAGE_RETENTION, default 7 days. */
+  readonly usageRetentionMs: number;
+  /** How long minute rollups of usage are kept; `--usage-rollup-retention`, TOLLGATE_USAGE_ROLLUP_RETENTION, default 400 days, at least 13 weeks. */
+  readonly usageRollupRetentionMs: number;
 }
 
 export interface ServerFlags {
@@ -21,11 +26,22 @@ export interface ServerFlags {
   listen?: string;
   logLevel?: string;
   shutdownGraceMs?: string;
+  usageRetention?: string;
+  usageRollupRetention?: string;
 }
 
 export const DEFAULT_SERVER_LISTEN = "127.0.0.1:8080";
 /** Shortest admin token accepted from the environment: 16 characters, about 96 bits if random. */
 export const MIN_ADMIN_TOKEN_LENGTH = 16;
+export const DEFAULT_USAGE_RETENTION = "7d";
+/** About 13 months, so a month can be compared with the same month a year before. */
+export const DEFAULT_USAGE_ROLLUP_RETENTION = "400d";
+/**
+ * Shortest rollup retention: 13 weeks. Retention cohorts report activity in
+ * week 1, 4 and 12 after a key's creation, so with less than 13 weeks of
+ * rollups the week-1 data of a cohort is gone by the time its week 12 ends.
+ */
+export const MIN_USAGE_ROLLUP_RETENTION_MS = 91 * 86_400_000;
 
 /** Reads the server's settings from flags, then TOLLGATE_* variables, then defaults; reports every problem. */
 export function loadServerConfig(flags: ServerFlags, env: Readonly<Record<string, string | undefined>>): LoadedConfig<ServerConfig> {
@@ -46,9 +62,30 @@ export function loadServerConfig(flags: ServerFlags, env: Readonly<Record<string
   const shutdownGraceMs = Number(graceText);
   if (!/^\d+$/.test(graceText) || shutdownGraceMs > 600_000) problems.push(`--shutdown-grace-ms: "${graceText}" must be whole milliseconds from 0 to 600000`);
 
+  const retentionText = flags.usageRetention ?? env.TOLLGATE_USAGE_RETENTION ?? DEFAULT_USAGE_RETENTION;
+  const usageRetentionMs = parseDurationMs(retentionText);
+  if (usageRetentionMs === undefined) problems.push(`--usage-retention: "${retentionText}" must be a duration such as 7d, 12h or 90m`);
+
+  const rollupText = flags.usageRollupRetention ?? env.TOLLGATE_USAGE_ROLLUP_RETENTION ?? DEFAULT_USAGE_ROLLUP_RETENTION;
+  const usageRollupRetentionMs = parseDurationMs(rollupText);
+  if (usageRollupRetentionMs === undefined || usageRollupRetentionMs < MIN_USAGE_ROLLUP_RETENTION_MS) {
+    problems.push(`--usage-rollup-retention: "${rollupText}" must be a duration of at least 91d (13 weeks), because retention cohorts look 12 weeks past a key's creation`);
+  }
+
   const dataDir = flags.data ?? env.TOLLGATE_DATA ?? "./data";
   if (dataDir.trim() === "") problems.push("--data: the data folder must not be empty");
 
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, config: Object.freeze({ dataDir, listen: listen as ListenAddress, logLevel: logLevel as LogLevel, adminToken, shutdownGraceMs }) };
+  return {
+    ok: true,
+    config: Object.freeze({
+      dataDir,
+      listen: listen as ListenAddress,
+      logLevel: logLevel as LogLevel,
+      adminToken,
+      shutdownGraceMs,
+      usageRetentionMs: usageRetentionMs!,
+      usageRollupRetentionMs: usageRollupRetentionMs!,
+    }),
+  };
 }

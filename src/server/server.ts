@@ -1,12 +1,19 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { Registry, collectDefaultMetrics } from "prom-client";
+import { Registry } from "prom-client";
 import { systemClock, type Clock } from "../clock.js";
 import type { ServerConfig } from "../config/server-config.js";
 import { storePath } from "../config/sidecar-config.js";
 import { hashKey } from "../keys/key-format.js";
 import { StoreError } from "../keys/key-store.js";
 import type { Logger } from "../log/logger.js";
+import { registerProcessMetrics } from "../metrics/process-metrics.js";
+import { createUsageIngestMetrics } from "../usage/ingest-metrics.js";
+import { registerUsageIngestService } from "../usage/ingest-service.js";
+import { startUsagePruner } from "../usage/usage-pruner.js";
+import { usageDatabasePath } from "../usage/usage-schema.js";
+import { SqliteUsageStore } from "../usage/usage-store.js";
 import { registerAdminServices } from "./admin/register.js";
+import { registerAnalyticsService, UsageQueries } from "./analytics/register.js";
 import { createAuthInterceptor } from "./auth.js";
 import { startDualProtocolServer, type RequestHandler } from "./http-server.js";
 import { registerReplicationService } from "./replication/replication-service.js";
@@ -16,31 +23,37 @@ import type { ServerStore } from "./store/server-store.js";
 export interface TollgateServer {
   port: number;
   store: ServerStore;
+  /** The usage database that sidecars' events are ingested into, for analytics to read. */
+  usage: SqliteUsageStore;
   registry: Registry;
   /** The admin token generated at this start, when there was none; shown once, never stored. */
   generatedAdminToken: string | undefined;
-  /** Ends replication streams, lets open calls finish within the grace time, and closes the store. */
+  /** Ends replication and usage streams, lets open calls finish within the grace time, and closes the stores. */
   close(): Promise<void>;
 }
 
 export interface ServerDependencies {
   logger: Logger;
   clock?: Clock;
+  /** Time between prunes of expired usage; default one hour. */
+  usagePruneIntervalMs?: number;
 }
 
 /**
- * Starts the store of record with its admin API (Connect, gRPC and gRPC-Web)
- * and the replication stream, all on one port, plus /healthz, /readyz and
- * /metrics on the same port.
+ * Starts the store of record with its admin API (Connect, gRPC and gRPC-Web),
+ * the replication stream and usage ingest, all on one port, plus /healthz,
+ * /readyz and /metrics on the same port.
  */
 export async function startServer(config: ServerConfig, dependencies: ServerDependencies): Promise<TollgateServer> {
   const { logger } = dependencies;
   const clock = dependencies.clock ?? systemClock;
   const store = SqliteServerStore.open(storePath(config.dataDir), clock);
   const generatedAdminToken = await bootstrapAdminToken(store, config.adminToken);
+  const usage = SqliteUsageStore.open(usageDatabasePath(config.dataDir), clock);
 
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "tollgate_server_" });
+  registerProcessMetrics(registry, "tollgate_server_");
+  const usageMetrics = createUsageIngestMetrics(registry);
   const shutdown = new AbortController();
 
   const connectHandler = connectNodeAdapter({
@@ -52,22 +65,36 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
     routes: (router) => {
       registerAdminServices(router, { store, clock, logger });
       registerReplicationService(router, { store, clock, logger, registry, shutdown: shutdown.signal });
+      registerUsageIngestService(router, { usage, store, logger, metrics: usageMetrics, shutdown: shutdown.signal });
+      registerAnalyticsService(router, { store, usage: new UsageQueries(usage.db), clock, logger });
     },
     fallback: (request, response) => operationsEndpoint(request.url ?? "/", registry, response),
   });
 
   const http = await startDualProtocolServer(config.listen.host, config.listen.port, rejectWithoutToken(connectHandler as RequestHandler), logger);
   logger.info({ host: config.listen.host, port: http.port, store: storePath(config.dataDir) }, "server listening");
+  const pruner = startUsagePruner({
+    usage,
+    clock,
+    logger,
+    metrics: usageMetrics,
+    rawRetentionMs: config.usageRetentionMs,
+    rollupRetentionMs: config.usageRollupRetentionMs,
+    intervalMs: dependencies.usagePruneIntervalMs,
+  });
 
   return {
     port: http.port,
     store,
+    usage,
     registry,
     generatedAdminToken,
     async close() {
       logger.info({ graceMs: config.shutdownGraceMs }, "server shutting down");
       shutdown.abort();
       await http.close(config.shutdownGraceMs);
+      await pruner.close();
+      await usage.close();
       await store.close();
       logger.info("server stopped");
     },

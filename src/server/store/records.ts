@@ -6,7 +6,7 @@ export interface OrgRecord {
 }
 
 export const TOKEN_KINDS = ["admin", "sidecar"] as const;
-/** `admin` tokens may call every admin method; `sidecar` tokens may only read the replication stream. */
+/** `admin` tokens may call every admin method; `sidecar` tokens may only read the replication stream and send usage events. */
 export type TokenKind = (typeof TOKEN_KINDS)[number];
 
 /** A bearer token for the server, stored as the SHA-256 of its secret. */
