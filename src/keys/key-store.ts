@@ -1,7 +1,7 @@
-import { chmodSync, existsSync, mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync } from "node:fs";
 import Database from "better-sqlite3";
 import type { Tier } from "../ratelimit/tier.js";
+import { openWritableDatabase } from "../sqlite/open-database.js";
 import { displayStart, generateId, generateKey, hashKey, validatePrefix } from "./key-format.js";
 import type { ApiRecord, KeyGrant, KeyRecord, KeyState, PlanRecord } from "./records.js";
 import { migrateKeyStore, SCHEMA_VERSION } from "./schema.js";
@@ -78,14 +78,12 @@ export class KeyStore {
 
   /** Opens the store at `path`, creating it and running migrations when needed. */
   static open(path: string, clock: { wallMs(): number }): KeyStore {
-    mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path);
-    // Owner-only, because the file contains key and token hashes. SQLite gives its -wal and -shm files the same mode.
-    chmodSync(path, 0o600);
-    db.pragma("journal_mode = WAL");
-    db.pragma("busy_timeout = 5000");
-    db.pragma("foreign_keys = ON");
-    migrateKeyStore(db);
+    const db = openWritableDatabase(path, {
+      prepare: (opened) => {
+        opened.pragma("foreign_keys = ON");
+        migrateKeyStore(opened);
+      },
+    });
     return new KeyStore(db, clock);
   }
 

@@ -1,9 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { chmodSync, mkdirSync } from "node:fs";
-import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import type { SpoolFullPolicy } from "../config/sidecar-config.js";
 import { migrate } from "../sqlite/migrations.js";
+import { openWritableDatabase } from "../sqlite/open-database.js";
 import { encodeUsageRecord } from "./event-encoding.js";
 import type { UsageRecord } from "./usage-event.js";
 
@@ -79,22 +78,16 @@ export class UsageSpool {
 
   /** Opens the spool at `path`, creating the file, its schema and its spool id when needed. */
   static open(path: string, options: UsageSpoolOptions): UsageSpool {
-    mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path);
-    try {
-      // Owner-only like the key store: events name keys, owners and client addresses.
-      chmodSync(path, 0o600);
-      db.pragma("journal_mode = WAL");
-      db.pragma("synchronous = NORMAL");
-      db.pragma("busy_timeout = 5000");
-      migrate(db, MIGRATIONS, "usage spool");
-      db.prepare("INSERT OR IGNORE INTO spool_meta (id, spool_id, last_sequence) VALUES (1, ?, 0)").run(randomUUID());
-      const spoolId = db.prepare("SELECT spool_id FROM spool_meta WHERE id = 1").pluck().get() as string;
-      return new UsageSpool(db, spoolId, options);
-    } catch (error) {
-      db.close();
-      throw error;
-    }
+    let spoolId = "";
+    const db = openWritableDatabase(path, {
+      synchronous: "NORMAL",
+      prepare: (opened) => {
+        migrate(opened, MIGRATIONS, "usage spool");
+        opened.prepare("INSERT OR IGNORE INTO spool_meta (id, spool_id, last_sequence) VALUES (1, ?, 0)").run(randomUUID());
+        spoolId = opened.prepare("SELECT spool_id FROM spool_meta WHERE id = 1").pluck().get() as string;
+      },
+    });
+    return new UsageSpool(db, spoolId, options);
   }
 
   /** Unacknowledged events in the spool, sent or not. */

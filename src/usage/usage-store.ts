@@ -1,8 +1,7 @@
-import { chmodSync, mkdirSync } from "node:fs";
-import { dirname } from "node:path";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import type { UsageEvent } from "../gen/tollgate/usage/v1/usage_pb.js";
+import { openWritableDatabase } from "../sqlite/open-database.js";
 import { MINUTE_MS, migrateUsageDatabase } from "./usage-schema.js";
 import { formatUsageProblem, parseUsageBatch, type InvalidUsageField, type UsageRow } from "./usage-validation.js";
 
@@ -95,20 +94,9 @@ export class SqliteUsageStore implements UsageStore {
 
   /** Opens the usage database at `path`, creating it and running migrations when needed. */
   static open(path: string, clock: { wallMs(): number }): SqliteUsageStore {
-    mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path);
-    try {
-      // Owner-only, because raw events contain client addresses and user agents. SQLite gives its -wal and -shm files the same mode.
-      chmodSync(path, 0o600);
-      db.pragma("journal_mode = WAL");
-      db.pragma("synchronous = FULL");
-      db.pragma("busy_timeout = 5000");
-      migrateUsageDatabase(db);
-      return new SqliteUsageStore(db, clock);
-    } catch (error) {
-      db.close();
-      throw error;
-    }
+    // FULL, because an Ack lets the sidecar delete the events: they must be on disk first.
+    const db = openWritableDatabase(path, { synchronous: "FULL", prepare: migrateUsageDatabase });
+    return new SqliteUsageStore(db, clock);
   }
 
   async ingest(source: UsageSource, events: readonly UsageEvent[]): Promise<IngestResult> {
