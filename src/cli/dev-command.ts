@@ -48,7 +48,6 @@ export function addDevCommand(program: Command, context: CommandContext): void {
         throw new Error(`failed to start the server: ${(error as Error).message}`, { cause: error });
       }
       const serverUrl = `http://${formatListenAddress({ host: serverConfig.listen.host, port: server.port })}`;
-      const demoSecret = await seedDemo(server.store);
       const adminToken = await issueDevToken(server.store, "admin");
       const sidecarToken = await issueDevToken(server.store, "sidecar");
 
@@ -56,7 +55,15 @@ export function addDevCommand(program: Command, context: CommandContext): void {
         { logLevel: "debug", ...options, data: join(dataDir, "sidecar"), server: serverUrl, token: sidecarToken, sidecarId: "dev" },
         context,
       );
-      const sidecar = await startSidecar(sidecarConfig, { logger, clock: context.clock });
+      let sidecar: Awaited<ReturnType<typeof startSidecar>>;
+      try {
+        sidecar = await startSidecar(sidecarConfig, { logger, clock: context.clock });
+      } catch (error) {
+        await server.close();
+        throw new Error(`failed to start the sidecar: ${(error as Error).message}`, { cause: error });
+      }
+      // Only now, so that a failed start never creates a demo key whose secret nobody saw; the sidecar replicates it within moments.
+      const demoSecret = await seedDemo(server.store);
       const stopped = untilSignal(logger, async () => {
         await sidecar.close();
         await server.close();

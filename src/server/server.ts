@@ -48,7 +48,6 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
   const { logger } = dependencies;
   const clock = dependencies.clock ?? systemClock;
   const store = SqliteServerStore.open(storePath(config.dataDir), clock);
-  const generatedAdminToken = await bootstrapAdminToken(store, config.adminToken);
   const usage = SqliteUsageStore.open(usageDatabasePath(config.dataDir), clock);
 
   const registry = new Registry();
@@ -71,8 +70,20 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
     fallback: (request, response) => operationsEndpoint(request.url ?? "/", registry, response),
   });
 
-  const http = await startDualProtocolServer(config.listen.host, config.listen.port, rejectWithoutToken(connectHandler as RequestHandler), logger);
-  logger.info({ host: config.listen.host, port: http.port, store: storePath(config.dataDir) }, "server listening");
+  let http: Awaited<ReturnType<typeof startDualProtocolServer>> | undefined;
+  let generatedAdminToken: string | undefined;
+  try {
+    http = await startDualProtocolServer(config.listen.host, config.listen.port, rejectWithoutToken(connectHandler as RequestHandler), logger);
+    // Only once the port is bound: a start that fails must not create a token whose secret nobody saw.
+    generatedAdminToken = await bootstrapAdminToken(store, config.adminToken);
+  } catch (error) {
+    await http?.close(0);
+    await usage.close();
+    await store.close();
+    throw error;
+  }
+  const listening = http;
+  logger.info({ host: config.listen.host, port: listening.port, store: storePath(config.dataDir) }, "server listening");
   const pruner = startUsagePruner({
     usage,
     clock,
@@ -84,7 +95,7 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
   });
 
   return {
-    port: http.port,
+    port: listening.port,
     store,
     usage,
     registry,
@@ -92,7 +103,7 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
     async close() {
       logger.info({ graceMs: config.shutdownGraceMs }, "server shutting down");
       shutdown.abort();
-      await http.close(config.shutdownGraceMs);
+      await listening.close(config.shutdownGraceMs);
       await pruner.close();
       await usage.close();
       await store.close();

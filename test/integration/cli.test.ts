@@ -1,4 +1,5 @@
 import { existsSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildEnvoyCheckRequest, createCheckClient } from "../../src/sidecar/check-client.js";
@@ -241,6 +242,42 @@ describe("dev", () => {
     running.push(again);
     await again.waitFor(/created on an earlier run/);
     expect(again.output().stdout).not.toMatch(/demo_[1-9A-Za-z]{30}/);
+  });
+});
+
+describe("failed starts", () => {
+  /** Holds a loopback port until the returned function is called. */
+  async function takePort(): Promise<{ port: number; release(): Promise<void> }> {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const { port } = blocker.address() as { port: number };
+    return { port, release: () => new Promise((resolve) => blocker.close(() => resolve())) };
+  }
+
+  it("server keeps no unseen admin token", async () => {
+    const data = dataDir("server-port-taken");
+    const taken = await takePort();
+    const failed = await runTollgate(["server", "--data", data, "--listen", `127.0.0.1:${taken.port}`]);
+    await taken.release();
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).not.toContain("Admin token");
+
+    const server = startTollgate(["server", "--data", data, "--listen", "127.0.0.1:0"]);
+    running.push(server);
+    await server.waitFor(/Admin token, shown only now/);
+  });
+
+  it("dev exits and keeps no unseen demo key", async () => {
+    const data = dataDir("dev-port-taken");
+    const taken = await takePort();
+    const failed = await runTollgate(["dev", "--data", data, "--listen", `127.0.0.1:${taken.port}`, "--http", "127.0.0.1:0", "--server-listen", "127.0.0.1:0"]);
+    await taken.release();
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/failed to start the sidecar/);
+
+    const dev = startTollgate(["dev", "--data", data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--server-listen", "127.0.0.1:0"]);
+    running.push(dev);
+    await dev.waitFor(/Demo key, shown only now/);
   });
 });
 
