@@ -19,13 +19,16 @@ export function addCheckCommand(program: Command, context: CommandContext): void
     .option("-H, --header <'name: value'>", "add a request header; repeatable", collect)
     .option("--ext <k=v>", "add a route context extension, such as tollgate.scope=read; repeatable", collect)
     .option("--timeout-ms <ms>", "how long to wait for the answer", "2000")
+    .option("--repeat <n>", "send the request n times in a row and print one line per decision (exit 0 only if all were allowed)", "1")
     .option("--json", "print the whole CheckResponse as JSON")
-    .action(async (method: string, path: string, options: { target?: string; key?: string; header?: string[]; ext?: string[]; timeoutMs: string; json?: boolean }) => {
+    .action(async (method: string, path: string, options: { target?: string; key?: string; header?: string[]; ext?: string[]; timeoutMs: string; repeat: string; json?: boolean }) => {
       const target = options.target ?? context.env.TOLLGATE_LISTEN ?? DEFAULT_LISTEN;
       if (typeof parseListenAddress(target) === "string") throw new UsageError(`--target: "${target}" is not HOST:PORT`);
       if (!path.startsWith("/")) throw new UsageError(`PATH: "${path}" must start with "/"`);
       const timeoutMs = Number(options.timeoutMs);
       if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new UsageError(`--timeout-ms: "${options.timeoutMs}" is not a positive whole number`);
+      const repeat = Number(options.repeat);
+      if (!Number.isInteger(repeat) || repeat < 1 || repeat > 10_000) throw new UsageError(`--repeat: "${options.repeat}" must be a whole number from 1 to 10000`);
 
       const headers: Record<string, string> = { "user-agent": "tollgate-check" };
       if (options.key !== undefined) headers.authorization = `Bearer ${options.key}`;
@@ -42,9 +45,12 @@ export function addCheckCommand(program: Command, context: CommandContext): void
         import("../sidecar/check-client.js"),
       ]);
       const client = createCheckClient(target);
-      let response: CheckResponse;
+      const responses: CheckResponse[] = [];
       try {
-        response = await client.check(buildEnvoyCheckRequest({ method: method.toUpperCase(), path, headers, contextExtensions }), timeoutMs);
+        // One after the other in one process, so a burst reaches the sidecar within milliseconds, as a rate limit demo needs.
+        for (let i = 0; i < repeat; i++) {
+          responses.push(await client.check(buildEnvoyCheckRequest({ method: method.toUpperCase(), path, headers, contextExtensions }), timeoutMs));
+        }
       } catch (error) {
         // grpc-js prefixes the status code and appends resolution notes, so only the details are shown.
         const details = (error as { details?: string }).details || (error as Error).message;
@@ -53,9 +59,11 @@ export function addCheckCommand(program: Command, context: CommandContext): void
         client.close();
       }
 
-      if (options.json) output.out(JSON.stringify(toJson(CheckResponseSchema, response), null, 2));
-      else output.out(describeResponse(response));
-      context.exitCode = response.status?.code ? CHECK_EXIT.denied : CHECK_EXIT.allowed;
+      for (const response of responses) {
+        if (options.json) output.out(JSON.stringify(toJson(CheckResponseSchema, response), null, 2));
+        else output.out(repeat > 1 ? describeResponse(response).split("\n", 1)[0]! : describeResponse(response));
+      }
+      context.exitCode = responses.some((response) => response.status?.code) ? CHECK_EXIT.denied : CHECK_EXIT.allowed;
     });
 }
 

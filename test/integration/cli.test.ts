@@ -200,6 +200,19 @@ describe("standalone store and sidecar", () => {
     expect(sidecar.output().stderr).toContain('"msg":"sidecar stopped"');
   });
 
+  it("check --repeat shows a burst hitting the limit", async () => {
+    const data = dataDir("repeat");
+    await runTollgate(["apis", "create", "shop", "--data", data]);
+    await runTollgate(["plans", "set", "shop", "free", "--tier", "3/1m", "--default", "--data", data]);
+    const key = JSON.parse((await runTollgate(["keys", "create", "--api", "shop", "--json", "--data", data])).stdout) as { key: string };
+    const { target } = await startSidecar(data);
+
+    const burst = await runTollgate(["check", "--target", target, "--key", key.key, "--repeat", "5", "GET", "/v1/hello"]);
+
+    expect(burst.stdout.trim().split("\n")).toEqual(["ALLOW ok", "ALLOW ok", "ALLOW ok", "DENY 429 rate_limited", "DENY 429 rate_limited"]);
+    expect(burst.code).toBe(1);
+  });
+
   it("serves Prometheus metrics and liveness", async () => {
     const data = dataDir("metrics");
     await runTollgate(["apis", "create", "shop", "--data", data]);
