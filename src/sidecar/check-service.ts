@@ -3,7 +3,7 @@ import type { CheckRequest, CheckResponse } from "../gen/envoy/service/auth/v3/e
 import type { KeySource } from "../keys/key-source.js";
 import type { Logger } from "../log/logger.js";
 import type { SidecarMetrics } from "../metrics/sidecar-metrics.js";
-import type { RateLimiter } from "../ratelimit/limiter.js";
+import { exceededMode, type RateLimiter } from "../ratelimit/limiter.js";
 import { parseCheckRequest, type CheckInput, type ParsedCheck, type RequestOrigin } from "./check-request.js";
 import { buildCheckResponse, internalErrorResponse, invalidRequestResponse } from "./check-response.js";
 import { extractCredential } from "./credential.js";
@@ -105,7 +105,8 @@ export function createCheckHandler(options: CheckServiceOptions): CheckHandler {
           reason: outcome.reason,
           status: REASONS[outcome.reason].status,
           keyId: grant?.id,
-          shadowExceeded: outcome.decision?.rate?.tiers.some((tier) => tier.exceeded && tier.tier.mode === "shadow") || undefined,
+          shadowExceeded: exceededMode(outcome.decision?.rate, "shadow") || undefined,
+          overage: exceededMode(outcome.decision?.rate, "overage") || undefined,
           api: grant?.apiName,
           requestId: outcome.origin.requestId,
           method: outcome.input?.method,
