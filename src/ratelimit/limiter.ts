@@ -9,6 +9,12 @@ export interface TierOutcome {
   /** Whether this request went over the tier. Overage and shadow tiers may exceed and still admit. */
   exceeded: boolean;
   /**
+   * Cost units of this request past the tier's limit: min(cost, counted before
+   * + cost - limit) when exceeded, else 0. A request that crosses the limit
+   * has only its part past it here.
+   */
+  excessCost: number;
+  /**
    * Milliseconds until the tier admits this request again when it exceeded,
    * else until everything counted has left the window. At most one window.
    */
@@ -28,6 +34,22 @@ export function exceededMode(rate: AdmitResult | undefined, mode: Tier["mode"]):
 }
 
 /**
+ * Returns the cost units of an admitted request past its overage tiers'
+ * limits, which are billed as overage. It takes the maximum over the exceeded
+ * overage tiers, because a unit past two quotas is billed once. It returns 0
+ * for a denied request, which consumes nothing, and when no overage tier was
+ * exceeded.
+ */
+export function overageUnits(rate: AdmitResult | undefined): number {
+  if (!rate?.admitted) return 0;
+  let units = 0;
+  for (const outcome of rate.tiers) {
+    if (outcome.tier.mode === "overage") units = Math.max(units, outcome.excessCost);
+  }
+  return units;
+}
+
+/**
  * Per-key rate limiting over sliding windows. Every tier is checked before any
  * counter moves, so a denied request consumes nothing. Tiers with the same
  * window share one counter, because they count the same admitted requests.
@@ -40,6 +62,8 @@ export class RateLimiter {
 
   admit(subject: string, tiers: readonly Tier[], cost: number, nowMs: number): AdmitResult {
     const counters = tiers.map((tier) => this.counterFor(subject, tier.windowMs, nowMs));
+    // Read before consume moves the counters, which tiers with the same window share.
+    const countsBefore = counters.map((counter) => countAt(counter, nowMs));
     const waitsMs = tiers.map((tier, i) => msUntilAdmitted(counters[i]!, tier.limit, cost, nowMs));
 
     let blockingIndex = -1;
@@ -54,6 +78,8 @@ export class RateLimiter {
       return {
         tier,
         exceeded,
+        // An exceeded tier had countsBefore + cost > limit, so this is never negative.
+        excessCost: exceeded ? Math.min(cost, countsBefore[i]! + cost - tier.limit) : 0,
         remaining: exceeded ? 0 : Math.max(0, tier.limit - countAt(counters[i]!, nowMs)),
         resetMs: !admitted && exceeded ? Math.min(waitsMs[i]!, tier.windowMs) : msUntilEmpty(counters[i]!, nowMs),
       };

@@ -34,6 +34,7 @@ const FIELD = {
   clientAddress: 15,
   userAgent: 16,
   requestId: 17,
+  overageCost: 18,
 } as const;
 
 /** Bytes a field needs at most besides its string: a tag and a length of up to 5 bytes each. */
@@ -64,6 +65,7 @@ export function encodeUsageRecord(record: UsageRecord): Uint8Array {
   writer.stringField(FIELD.clientAddress, record.clientAddress);
   writer.stringField(FIELD.userAgent, record.userAgent);
   writer.stringField(FIELD.requestId, record.requestId);
+  writer.varintField(FIELD.overageCost, record.overageCost);
   return writer.copy();
 }
 
@@ -168,5 +170,5 @@ function maxEncodedBytes(record: UsageRecord): number {
   let characters = record.apiId.length + record.keyId.length + record.ownerId.length + record.method.length + record.path.length;
   characters += record.reason.length + record.clientAddress.length + record.userAgent.length + record.requestId.length;
   for (const scope of record.scopes) characters += scope.length + FIELD_OVERHEAD_BYTES;
-  return 3 * characters + 17 * FIELD_OVERHEAD_BYTES;
+  return 3 * characters + 18 * FIELD_OVERHEAD_BYTES;
 }

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Decision as EventDecision, UsageEventSchema, type UsageEvent } from "../gen/tollgate/usage/v1/usage_pb.js";
+import { overageUnits } from "../ratelimit/limiter.js";
 import type { CheckOutcome } from "../sidecar/check-service.js";
 import { REASONS } from "../sidecar/reasons.js";
 
@@ -30,6 +31,8 @@ export interface UsageRecord {
   cost: number;
   shadowExceeded: boolean;
   overage: boolean;
+  /** Cost units past an overage tier's quota, at most `cost`: 0 for every denial. */
+  overageCost: number;
   /** "" when Envoy sent no address. */
   clientAddress: string;
   userAgent: string;
@@ -74,6 +77,7 @@ export function buildUsageRecord(outcome: CheckOutcome, context: UsageRecordCont
     shadowExceeded: tiers?.some((tier) => tier.exceeded && tier.tier.mode === "shadow") ?? false,
     // Compared as a string, so this compiles whether or not the tier type already lists the overage mode.
     overage: tiers?.some((tier) => tier.exceeded && (tier.tier.mode as string) === "overage") ?? false,
+    overageCost: allowed ? overageUnits(decision?.rate) : 0,
     clientAddress: origin.clientAddress ?? "",
     userAgent: origin.userAgent ?? "",
     requestId: origin.requestId ?? "",
@@ -104,6 +108,7 @@ export function toUsageEvent(record: UsageRecord, sequence = 0): UsageEvent {
     clientAddress: record.clientAddress,
     userAgent: record.userAgent,
     requestId: record.requestId,
+    overageCost: BigInt(record.overageCost),
   });
 }
 

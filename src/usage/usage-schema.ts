@@ -12,7 +12,8 @@ import { migrate } from "../sqlite/migrations.js";
  *   and is a duplicate.
  * - `usage_minutes`: one row per minute, API, key, owner, decision and
  *   reason; what analytics and billing read. Empty strings stand for "none"
- *   (no key was found, or the key has no owner).
+ *   (no key was found, or the key has no owner). `overage_cost` sums the
+ *   events' cost units past an overage tier's quota, not their whole cost.
  * - `key_first_use`: when each key was first allowed, kept for good.
  */
 const MIGRATIONS: readonly string[] = [
@@ -69,6 +70,8 @@ const MIGRATIONS: readonly string[] = [
      owner_id TEXT NOT NULL,
      first_allowed_ms INTEGER NOT NULL
    ) WITHOUT ROWID;`,
+  // Cost units past an overage tier's quota. Events stored before this column existed read as 0.
+  `ALTER TABLE usage_events ADD COLUMN overage_cost INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 export const MINUTE_MS = 60_000;

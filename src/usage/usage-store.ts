@@ -181,10 +181,8 @@ class BatchRollup {
     }
     minute.requests += 1;
     minute.cost += row.cost;
-    if (row.overage) {
-      minute.overageRequests += 1;
-      minute.overageCost += row.cost;
-    }
+    if (row.overage) minute.overageRequests += 1;
+    minute.overageCost += row.overageCost;
     if (row.shadowExceeded) minute.shadowExceeded += 1;
 
     if (row.decision !== "allow" || row.keyId === "") return;
@@ -238,6 +236,7 @@ function eventParameters(source: UsageSource, row: UsageRow, receivedAtMs: numbe
     row.userAgent,
     row.requestId,
     receivedAtMs,
+    row.overageCost,
   ];
 }
 
@@ -248,8 +247,8 @@ function prepareStatements(db: Database.Database) {
     selectSource: db.prepare("SELECT highest_sequence FROM usage_sources WHERE sidecar_id = ? AND spool_id = ?"),
     insertEvent: db.prepare(
       `INSERT INTO usage_events (sidecar_id, spool_id, sequence, time_ms, api_id, key_id, owner_id, method, path, scopes,
-         decision, reason, status, cost, shadow_exceeded, overage, client_address, user_agent, request_id, received_at_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         decision, reason, status, cost, shadow_exceeded, overage, client_address, user_agent, request_id, received_at_ms, overage_cost)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT DO NOTHING`,
     ),
     upsertMinute: db.prepare(

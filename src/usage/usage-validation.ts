@@ -22,6 +22,8 @@ export interface UsageRow {
   cost: number;
   shadowExceeded: boolean;
   overage: boolean;
+  /** Cost units past an overage tier's quota, at most `cost`; what billing counts as overage. */
+  overageCost: number;
   clientAddress: string;
   userAgent: string;
   requestId: string;
@@ -118,6 +120,9 @@ function parseUsageEvent(event: UsageEvent, nowMs: number): { ok: true; row: Usa
   if (!REASON_PATTERN.test(event.reason)) return invalid("reason", sequence, "must be 1 to 64 lowercase letters, digits or underscores, starting with a letter");
   if (event.status < 100 || event.status > 599) return invalid("status", sequence, `${event.status} is not an HTTP status from 100 to 599`);
   if (event.cost > BigInt(MAX_COST)) return invalid("cost", sequence, `${event.cost} is more than the maximum ${MAX_COST}`);
+  // The sidecar bills only the units past the quota, so a request cannot have more of them than it cost.
+  if (event.overageCost > event.cost) return invalid("overage_cost", sequence, `${event.overageCost} is more than the event's cost ${event.cost}`);
+  if (event.overageCost > 0n && !event.overage) return invalid("overage_cost", sequence, `is ${event.overageCost}, but overage is false, and only a request that exceeded an overage tier has overage cost`);
 
   return {
     ok: true,
@@ -136,6 +141,7 @@ function parseUsageEvent(event: UsageEvent, nowMs: number): { ok: true; row: Usa
       cost: Number(event.cost),
       shadowExceeded: event.shadowExceeded,
       overage: event.overage,
+      overageCost: Number(event.overageCost),
       clientAddress: event.clientAddress.slice(0, TRUNCATED_FIELD_LENGTHS.client_address),
       userAgent: event.userAgent.slice(0, TRUNCATED_FIELD_LENGTHS.user_agent),
       requestId: event.requestId.slice(0, TRUNCATED_FIELD_LENGTHS.request_id),

@@ -38,7 +38,7 @@ beforeAll(async () => {
   const apiId = (await harness.connectClient(ApiService).getApi({ id: "shop" })).api!.id;
   const events: MessageInitShape<typeof UsageEventSchema>[] = [
     ...repeat(3, { timeMs: BigInt(at("10:00:00")), apiId, keyId: keyIds.acme, ownerId: "acme", decision: Decision.ALLOW, reason: "ok", status: 200, cost: 2n }),
-    { timeMs: BigInt(at("10:00:20")), apiId, keyId: keyIds.acme, ownerId: "acme", decision: Decision.ALLOW, reason: "ok", status: 200, cost: 2n, overage: true },
+    { timeMs: BigInt(at("10:00:20")), apiId, keyId: keyIds.acme, ownerId: "acme", decision: Decision.ALLOW, reason: "ok", status: 200, cost: 2n, overage: true, overageCost: 2n },
     { timeMs: BigInt(at("10:00:30")), apiId, keyId: keyIds.acme, ownerId: "acme", decision: Decision.DENY, reason: "rate_limited", status: 429 },
     { timeMs: BigInt(at("10:00:45")), apiId, keyId: keyIds.acme, ownerId: "acme", decision: Decision.DENY, reason: "insufficient_scope", status: 403 },
     ...repeat(2, { timeMs: BigInt(at("10:05:00")), decision: Decision.DENY, reason: "unknown_key", status: 401, clientAddress: "198.51.100.7" }),

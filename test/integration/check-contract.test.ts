@@ -233,6 +233,7 @@ describe("rate limits", () => {
     expect(httpStatusOf(second)).toBe(200);
     expect(upstreamHeadersOf(second)["x-tollgate-overage"]).toBe("true");
     expect(second.dynamicMetadata?.overage).toBe(true);
+    expect(harness.logLines.filter((line) => line.msg === "check").map((line) => line.overage)).toEqual([undefined, true]);
   });
 
   it("sends rate-limit headers to the client on allow", async () => {

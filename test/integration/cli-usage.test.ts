@@ -28,7 +28,7 @@ beforeAll(async () => {
   const north = { apiId, keyId: keyIds.north, ownerId: QUOTED_OWNER };
   const events: MessageInitShape<typeof UsageEventSchema>[] = [
     { ...north, timeMs: BigInt(at("10:00:00")), decision: Decision.ALLOW, reason: "ok", status: 200, cost: 3n },
-    { ...north, timeMs: BigInt(at("10:00:10")), decision: Decision.ALLOW, reason: "ok", status: 200, cost: 3n, overage: true },
+    { ...north, timeMs: BigInt(at("10:00:10")), decision: Decision.ALLOW, reason: "ok", status: 200, cost: 3n, overage: true, overageCost: 3n },
     { ...north, timeMs: BigInt(at("10:00:20")), decision: Decision.DENY, reason: "rate_limited", status: 429 },
     { ...north, timeMs: BigInt(at("10:00:30")), decision: Decision.DENY, reason: "disabled_key", status: 403 },
     { apiId, keyId: keyIds.beta, ownerId: "beta", timeMs: BigInt(at("11:30:00")), decision: Decision.ALLOW, reason: "ok", status: 200, cost: 1n },

@@ -1,11 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { exceededMode, RateLimiter } from "../../../src/ratelimit/limiter.js";
+import { exceededMode, overageUnits, RateLimiter } from "../../../src/ratelimit/limiter.js";
 import type { Tier } from "../../../src/ratelimit/tier.js";
 import { advanceToWindowStart, clockAtWindowStart, tier } from "../fakes.js";
 
 const SECOND = 1_000;
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
+const DAY = 86_400_000;
 
 /** Sends `count` requests of cost 1 at the same time and returns which were admitted. */
 function admitMany(limiter: RateLimiter, count: number, subject: string, tiers: readonly Tier[], nowMs: number): boolean[] {
@@ -89,6 +90,82 @@ describe("RateLimiter.admit", () => {
     expect(results.map((result) => result.admitted)).toEqual([true, true, true, true]);
     expect(results.map((result) => exceededMode(result, "overage"))).toEqual([false, false, true, true]);
     expect(results.map((result) => exceededMode(result, "shadow"))).toEqual([false, false, false, false]);
+  });
+
+  it("overage units count only the cost past the quota", () => {
+    const clock = clockAtWindowStart(MINUTE);
+    const limiter = new RateLimiter();
+    const tiers = [tier(3, 30 * DAY, "overage")];
+
+    const results = [2, 2, 2, 2, 2, 1, 1].map((cost) => limiter.admit("key_a", tiers, cost, clock.monotonicMs()));
+
+    // The window contains 2 before the second request, so 1 of its 2 units is inside the quota of 3.
+    expect(results.map((result) => result.tiers[0]?.excessCost)).toEqual([0, 1, 2, 2, 2, 1, 1]);
+    expect(results.map(overageUnits)).toEqual([0, 1, 2, 2, 2, 1, 1]);
+    expect(results.map(overageUnits).reduce((sum, units) => sum + units)).toBe(9);
+  });
+
+  it("overage units take the largest excess over two overage tiers", () => {
+    const clock = clockAtWindowStart(HOUR);
+    const limiter = new RateLimiter();
+    const tiers = [tier(4, MINUTE, "overage"), tier(6, HOUR, "overage")];
+
+    const costs = [3, 3, 3];
+    const first = costs.map((cost) => limiter.admit("key_a", tiers, cost, clock.monotonicMs()));
+    clock.advance(MINUTE);
+    const afterMinute = limiter.admit("key_a", tiers, 5, clock.monotonicMs());
+
+    // Counts before: 0, 3, 6 in both windows. The minute tier is crossed by the second request, the hour tier by the third.
+    expect(first.map((result) => result.tiers.map((outcome) => outcome.excessCost))).toEqual([
+      [0, 0],
+      [2, 0],
+      [3, 3],
+    ]);
+    expect(first.map(overageUnits)).toEqual([0, 2, 3]);
+    // The minute window is empty again and 5 > 4 gives 1 unit past it, but the hour window contains 9, so all 5 are past the hour quota.
+    expect(afterMinute.tiers.map((outcome) => outcome.excessCost)).toEqual([1, 5]);
+    expect(overageUnits(afterMinute)).toBe(5);
+  });
+
+  it("overage units ignore shadow tiers", () => {
+    const clock = clockAtWindowStart(MINUTE);
+    const limiter = new RateLimiter();
+    const tiers = [tier(1, MINUTE, "shadow"), tier(2, MINUTE, "overage")];
+
+    const results = [3, 1].map((cost) => limiter.admit("key_a", tiers, cost, clock.monotonicMs()));
+
+    expect(results.map((result) => result.tiers.map((outcome) => outcome.excessCost))).toEqual([
+      [2, 1],
+      [1, 1],
+    ]);
+    expect(results.map(overageUnits)).toEqual([1, 1]);
+  });
+
+  it("overage units are 0 for a denied request", () => {
+    const clock = clockAtWindowStart(MINUTE);
+    const limiter = new RateLimiter();
+    const tiers = [tier(1, MINUTE, "overage"), tier(2, MINUTE)];
+
+    limiter.admit("key_a", tiers, 2, clock.monotonicMs());
+    const denied = limiter.admit("key_a", tiers, 1, clock.monotonicMs());
+
+    expect(denied.admitted).toBe(false);
+    expect(denied.tiers[0]?.excessCost).toBe(1);
+    expect(overageUnits(denied)).toBe(0);
+    expect(overageUnits(undefined)).toBe(0);
+  });
+
+  it("cost 0 has no excess past a full overage tier", () => {
+    const clock = clockAtWindowStart(MINUTE);
+    const limiter = new RateLimiter();
+    const tiers = [tier(2, MINUTE, "overage")];
+
+    limiter.admit("key_a", tiers, 5, clock.monotonicMs());
+    const free = limiter.admit("key_a", tiers, 0, clock.monotonicMs());
+
+    expect(free.tiers[0]?.exceeded).toBe(true);
+    expect(free.tiers[0]?.excessCost).toBe(0);
+    expect(overageUnits(free)).toBe(0);
   });
 
   it("reject tier still denies beside an exceeded overage tier, and the denial consumes nothing", () => {

@@ -10,7 +10,7 @@ const HOUR = 3_600_000;
 const DAY = 86_400_000;
 
 function outcome(tierOf: Tier, remaining: number, resetMs: number, exceeded = false): TierOutcome {
-  return { tier: tierOf, remaining, resetMs, exceeded };
+  return { tier: tierOf, remaining, resetMs, exceeded, excessCost: 0 };
 }
 
 function headersOf(rate: AdmitResult): Record<string, string> {

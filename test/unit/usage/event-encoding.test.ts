@@ -14,7 +14,9 @@ const CASES: [string, Partial<UsageRecord>][] = [
   ["non-ASCII text", { path: "/v1/städte/東京/🚀", userAgent: "agent ✓ ünïcödé", ownerId: "org_ß" }],
   ["strings longer than 127 bytes", { path: `/${"p".repeat(2047)}`, userAgent: "u".repeat(256), requestId: "r".repeat(200) }],
   ["multi-byte strings at the length bound", { path: `/${"é".repeat(2047)}`, userAgent: "😀".repeat(128) }],
-  ["large numbers", { timeMs: 8_640_000_000_000, cost: 1_000_000, status: 503 }],
+  ["large numbers", { timeMs: 8_640_000_000_000, cost: 1_000_000, status: 503, overageCost: 999_999 }],
+  ["overage cost past the quota", { overage: true, cost: 2, overageCost: 1 }],
+  ["overage flag without overage cost", { overage: true, overageCost: 0 }],
   ["zero time", { timeMs: 0 }],
 ];
 
@@ -48,7 +50,7 @@ describe("usage event encoding", () => {
   });
 
   it("decodes stored bytes with their sequence", () => {
-    const record = usageRecord("stored");
+    const record = { ...usageRecord("stored"), cost: 5, overage: true, overageCost: 3 };
 
     expect(decodeSpooledEvent(9, encodeUsageRecord(record))).toEqual(toUsageEvent(record, 9));
   });

@@ -79,6 +79,7 @@ describe("usage event", () => {
         cost: 3,
         shadowExceeded: false,
         overage: false,
+        overageCost: 0,
         clientAddress: "10.1.2.3",
         userAgent: "",
         requestId: "req-1",
@@ -222,6 +223,31 @@ describe("usage event", () => {
     ]);
   });
 
+  it("overage cost counts only units past the quota", () => {
+    const issued = issueKey({ tiers: [tier(3, 30 * 86_400_000, "overage")] });
+    const { handler, records } = createMeteredHandler({ keys: [issued] });
+
+    for (const cost of [2, 2, 2, 2, 2, 1, 1]) handler(request({ key: issued.key, contextExtensions: { "tollgate.cost": String(cost) } }));
+
+    // The second request takes the last included unit and one past it.
+    expect(records.map((record) => record.overageCost)).toEqual([0, 1, 2, 2, 2, 1, 1]);
+    expect(records.map((record) => record.overage)).toEqual([false, true, true, true, true, true, true]);
+    expect(records.map((record) => toUsageEvent(record).overageCost)).toEqual([0n, 1n, 2n, 2n, 2n, 1n, 1n]);
+  });
+
+  it("denial beside an exceeded overage tier has no overage cost", () => {
+    const issued = issueKey({ tiers: [tier(1, 60_000, "overage"), tier(2, 60_000)] });
+    const { handler, records } = createMeteredHandler({ keys: [issued] });
+
+    for (let i = 0; i < 3; i++) handler(request({ key: issued.key }));
+
+    expect(records.map((record) => [record.reason, record.cost, record.overage, record.overageCost])).toEqual([
+      ["ok", 1, false, 0],
+      ["ok", 1, true, 1],
+      ["rate_limited", 0, true, 0],
+    ]);
+  });
+
   it("converts to the wire message", () => {
     const record: UsageRecord = {
       timeMs: START_WALL_MS,
@@ -237,6 +263,7 @@ describe("usage event", () => {
       cost: 0,
       shadowExceeded: true,
       overage: false,
+      overageCost: 0,
       clientAddress: "::1",
       userAgent: "ua",
       requestId: "req",

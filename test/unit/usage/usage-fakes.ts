@@ -17,6 +17,7 @@ export function usageRecord(name: string): UsageRecord {
     cost: 1,
     shadowExceeded: false,
     overage: false,
+    overageCost: 0,
     clientAddress: "10.0.0.1",
     userAgent: "test",
     requestId: name,

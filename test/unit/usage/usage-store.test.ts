@@ -1,6 +1,7 @@
 import { rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
+import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createManualClock, type ManualClock } from "../../../src/clock.js";
 import { Decision, UsageEventSchema, type UsageEvent } from "../../../src/gen/tollgate/usage/v1/usage_pb.js";
@@ -17,11 +18,11 @@ const SOURCE: UsageSource = { sidecarId: "pod-1", spoolId: "spool-a" };
 
 type EventOverrides = Partial<
   Pick<UsageEvent, "apiId" | "keyId" | "ownerId" | "method" | "path" | "scopes" | "decision" | "reason" | "status" | "shadowExceeded" | "overage" | "clientAddress" | "userAgent" | "requestId">
-> & { timeMs?: number; cost?: number };
+> & { timeMs?: number; cost?: number; overageCost?: number };
 
 /** Builds an allowed request of key_a at NOW_MS, changed by `overrides`. */
 function usageEvent(sequence: number, overrides: EventOverrides = {}): UsageEvent {
-  const { timeMs = NOW_MS, cost = 1, ...rest } = overrides;
+  const { timeMs = NOW_MS, cost = 1, overageCost = 0, ...rest } = overrides;
   return create(UsageEventSchema, {
     sequence: BigInt(sequence),
     timeMs: BigInt(timeMs),
@@ -35,6 +36,7 @@ function usageEvent(sequence: number, overrides: EventOverrides = {}): UsageEven
     reason: "ok",
     status: 200,
     cost: BigInt(cost),
+    overageCost: BigInt(overageCost),
     clientAddress: "192.0.2.7",
     userAgent: "curl/8",
     requestId: "req-1",
@@ -90,7 +92,7 @@ describe("SqliteUsageStore", () => {
     });
 
     it("keeps every field of the raw event", async () => {
-      await usage.ingest(SOURCE, [usageEvent(7, { scopes: ["read", "write"], shadowExceeded: true, overage: true, cost: 5 })]);
+      await usage.ingest(SOURCE, [usageEvent(7, { scopes: ["read", "write"], shadowExceeded: true, overage: true, cost: 5, overageCost: 3 })]);
 
       expect(usage.db.prepare("SELECT * FROM usage_events").get()).toEqual({
         sidecar_id: "pod-1",
@@ -113,6 +115,7 @@ describe("SqliteUsageStore", () => {
         user_agent: "curl/8",
         request_id: "req-1",
         received_at_ms: NOW_MS,
+        overage_cost: 3,
       });
     });
 
@@ -245,9 +248,9 @@ describe("SqliteUsageStore", () => {
 
     it.each([
       { name: "plain", flags: {}, expected: { requests: 2, cost: 10, overage_requests: 0, overage_cost: 0, shadow_exceeded: 0 } },
-      { name: "overage", flags: { overage: true }, expected: { requests: 2, cost: 10, overage_requests: 2, overage_cost: 10, shadow_exceeded: 0 } },
+      { name: "overage", flags: { overage: true, overageCost: 3 }, expected: { requests: 2, cost: 10, overage_requests: 2, overage_cost: 6, shadow_exceeded: 0 } },
       { name: "shadow exceeded", flags: { shadowExceeded: true }, expected: { requests: 2, cost: 10, overage_requests: 0, overage_cost: 0, shadow_exceeded: 2 } },
-      { name: "both", flags: { overage: true, shadowExceeded: true }, expected: { requests: 2, cost: 10, overage_requests: 2, overage_cost: 10, shadow_exceeded: 2 } },
+      { name: "both", flags: { overage: true, overageCost: 3, shadowExceeded: true }, expected: { requests: 2, cost: 10, overage_requests: 2, overage_cost: 6, shadow_exceeded: 2 } },
     ])("sum cost, overage and shadow for $name events", async ({ flags, expected }) => {
       await usage.ingest(SOURCE, [usageEvent(1, { cost: 3, ...flags }), usageEvent(2, { cost: 7, ...flags })]);
 
@@ -255,9 +258,44 @@ describe("SqliteUsageStore", () => {
     });
 
     it("sum overage apart from plain events of the same minute", async () => {
-      await usage.ingest(SOURCE, [usageEvent(1, { cost: 2 }), usageEvent(2, { cost: 5, overage: true }), usageEvent(3, { cost: 1, shadowExceeded: true })]);
+      await usage.ingest(SOURCE, [usageEvent(1, { cost: 2 }), usageEvent(2, { cost: 5, overage: true, overageCost: 5 }), usageEvent(3, { cost: 1, shadowExceeded: true })]);
 
       expect(minutes()).toEqual([expect.objectContaining({ requests: 3, cost: 8, overage_requests: 1, overage_cost: 5, shadow_exceeded: 1 })]);
+    });
+
+    it("sum overage cost units, not the cost of overage requests", async () => {
+      // A quota of 3 units: the second request of cost 2 crosses it with 1 unit, and a denial has no cost.
+      await usage.ingest(SOURCE, [
+        usageEvent(1, { cost: 2 }),
+        usageEvent(2, { cost: 2, overage: true, overageCost: 1 }),
+        usageEvent(3, { cost: 2, overage: true, overageCost: 2 }),
+        usageEvent(4, { decision: Decision.DENY, reason: "rate_limited", status: 429, cost: 0, overage: true }),
+      ]);
+
+      expect(minutes()).toEqual([
+        expect.objectContaining({ decision: "allow", requests: 3, cost: 6, overage_requests: 2, overage_cost: 3 }),
+        expect.objectContaining({ decision: "deny", requests: 1, cost: 0, overage_requests: 1, overage_cost: 0 }),
+      ]);
+      expect(usage.db.prepare("SELECT overage_cost FROM usage_events ORDER BY sequence").pluck().all()).toEqual([0, 1, 2, 0]);
+    });
+  });
+
+  describe("schema", () => {
+    it("adds overage_cost to events stored before it existed", async () => {
+      await usage.close();
+      // Turn the file back into the first schema version, with one event stored under it.
+      const old = new Database(usageDatabasePath(dataDir));
+      old.exec("ALTER TABLE usage_events DROP COLUMN overage_cost");
+      old.pragma("user_version = 1");
+      old.prepare("INSERT INTO usage_events SELECT 'pod-0', 'spool-0', 1, ?, '', '', '', 'GET', '/', '[]', 'allow', 'ok', 200, 4, 0, 1, '', '', '', ?").run(NOW_MS, NOW_MS);
+      old.close();
+
+      usage = SqliteUsageStore.open(usageDatabasePath(dataDir), clock);
+
+      expect(usage.db.pragma("user_version", { simple: true })).toBe(2);
+      expect(usage.db.prepare("SELECT sidecar_id, overage_cost FROM usage_events").all()).toEqual([{ sidecar_id: "pod-0", overage_cost: 0 }]);
+      await usage.ingest(SOURCE, [usageEvent(2, { cost: 4, overage: true, overageCost: 2 })]);
+      expect(usage.db.prepare("SELECT overage_cost FROM usage_events WHERE sidecar_id = ?").pluck().get(SOURCE.sidecarId)).toBe(2);
     });
   });
 
@@ -315,6 +353,9 @@ describe("SqliteUsageStore", () => {
       { field: "status", event: usageEvent(4, { status: 99 }), message: /99 is not an HTTP status/ },
       { field: "status", event: usageEvent(4, { status: 600 }), message: /600 is not an HTTP status/ },
       { field: "cost", event: usageEvent(4, { cost: 1_000_001 }), message: /more than the maximum 1000000/ },
+      { field: "overage_cost", event: usageEvent(4, { cost: 2, overage: true, overageCost: 3 }), message: /3 is more than the event's cost 2/ },
+      { field: "overage_cost", event: usageEvent(4, { decision: Decision.DENY, reason: "rate_limited", status: 429, cost: 0, overage: true, overageCost: 1 }), message: /1 is more than the event's cost 0/ },
+      { field: "overage_cost", event: usageEvent(4, { cost: 2, overage: false, overageCost: 1 }), message: /but overage is false/ },
     ])("rejects an invalid $field: $message", async ({ field, event, message }) => {
       const batch = [usageEvent(1), usageEvent(2), event];
       const error = await usage.ingest(SOURCE, batch).catch((caught: unknown) => caught);
