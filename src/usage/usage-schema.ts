@@ -6,8 +6,12 @@ import { migrate } from "../sqlite/migrations.js";
  * so that ingesting events never holds the key store's write lock.
  *
  * - `usage_events`: raw events, kept for the retention period. The primary
- *   key is the event's identity, so inserting a resent event is a no-op.
- * - `usage_sources`: the highest sequence committed per sidecar spool. An
+ *   key is the event's identity, so inserting a resent event is a no-op. The
+ *   identity is the spool's random id and the sequence, not the sidecar id,
+ *   because a sidecar restarted with another id (the default includes the
+ *   process id) still sends the same spool.
+ * - `usage_sources`: the highest sequence committed per spool, and the id of
+ *   the sidecar that sent it last. An
  *   event at or below it that is not in `usage_events` was pruned, not lost,
  *   and is a duplicate.
  * - `usage_minutes`: one row per minute, API, key, owner, decision and
@@ -38,7 +42,7 @@ const MIGRATIONS: readonly string[] = [
      user_agent TEXT NOT NULL,
      request_id TEXT NOT NULL,
      received_at_ms INTEGER NOT NULL,
-     PRIMARY KEY (sidecar_id, spool_id, sequence)
+     PRIMARY KEY (spool_id, sequence)
    ) WITHOUT ROWID;
    CREATE INDEX usage_events_by_time ON usage_events (time_ms);
    CREATE TABLE usage_sources (
@@ -46,7 +50,7 @@ const MIGRATIONS: readonly string[] = [
      spool_id TEXT NOT NULL,
      highest_sequence INTEGER NOT NULL,
      last_received_at_ms INTEGER NOT NULL,
-     PRIMARY KEY (sidecar_id, spool_id)
+     PRIMARY KEY (spool_id)
    ) WITHOUT ROWID;
    CREATE TABLE usage_minutes (
      minute_ms INTEGER NOT NULL,

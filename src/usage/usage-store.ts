@@ -146,7 +146,7 @@ export class SqliteUsageStore implements UsageStore {
  * commits to a power failure, has those new events counted as duplicates.
  */
 function commitRows(statements: Statements, source: UsageSource, rows: readonly UsageRow[], receivedAtMs: number): IngestResult {
-  const stored = statements.selectSource.get(source.sidecarId, source.spoolId) as { highest_sequence: number } | undefined;
+  const stored = statements.selectSource.get(source.spoolId) as { highest_sequence: number } | undefined;
   let highestSequence = stored?.highest_sequence ?? 0;
   let inserted = 0;
   const rollup = new BatchRollup();
@@ -244,7 +244,7 @@ type Statements = ReturnType<typeof prepareStatements>;
 
 function prepareStatements(db: Database.Database) {
   return {
-    selectSource: db.prepare("SELECT highest_sequence FROM usage_sources WHERE sidecar_id = ? AND spool_id = ?"),
+    selectSource: db.prepare("SELECT highest_sequence FROM usage_sources WHERE spool_id = ?"),
     insertEvent: db.prepare(
       `INSERT INTO usage_events (sidecar_id, spool_id, sequence, time_ms, api_id, key_id, owner_id, method, path, scopes,
          decision, reason, status, cost, shadow_exceeded, overage, client_address, user_agent, request_id, received_at_ms, overage_cost)
@@ -269,14 +269,15 @@ function prepareStatements(db: Database.Database) {
     ),
     upsertSource: db.prepare(
       `INSERT INTO usage_sources (sidecar_id, spool_id, highest_sequence, last_received_at_ms) VALUES (?, ?, ?, ?)
-       ON CONFLICT (sidecar_id, spool_id) DO UPDATE SET
+       ON CONFLICT (spool_id) DO UPDATE SET
+         sidecar_id = excluded.sidecar_id,
          highest_sequence = max(highest_sequence, excluded.highest_sequence),
          last_received_at_ms = excluded.last_received_at_ms`,
     ),
     // Row values select by the primary key, because a WITHOUT ROWID table has no rowid to limit a DELETE by.
     deleteEventChunk: db.prepare(
-      `DELETE FROM usage_events WHERE (sidecar_id, spool_id, sequence) IN
-         (SELECT sidecar_id, spool_id, sequence FROM usage_events WHERE time_ms < ? LIMIT ?)`,
+      `DELETE FROM usage_events WHERE (spool_id, sequence) IN
+         (SELECT spool_id, sequence FROM usage_events WHERE time_ms < ? LIMIT ?)`,
     ),
     deleteMinuteChunk: db.prepare(
       `DELETE FROM usage_minutes WHERE (minute_ms, api_id, key_id, owner_id, decision, reason) IN

@@ -166,15 +166,22 @@ describe("SqliteUsageStore", () => {
       expect(totalRequests()).toBe(3);
     });
 
-    it("keeps sidecars and spools apart", async () => {
+    it("keeps spools apart", async () => {
       await usage.ingest(SOURCE, events(1, 2));
       const otherSpool = await usage.ingest({ sidecarId: "pod-1", spoolId: "spool-b" }, events(1, 2));
-      const otherSidecar = await usage.ingest({ sidecarId: "pod-2", spoolId: "spool-a" }, events(1, 2));
 
       expect(otherSpool.inserted).toBe(2);
-      expect(otherSidecar.inserted).toBe(2);
-      expect(count("usage_events")).toBe(6);
-      expect(count("usage_sources")).toBe(3);
+      expect(count("usage_events")).toBe(4);
+      expect(count("usage_sources")).toBe(2);
+    });
+
+    it("counts a spool resent under a new sidecar id once", async () => {
+      await usage.ingest(SOURCE, events(1, 3));
+      const restarted = await usage.ingest({ sidecarId: "pod-1-restarted", spoolId: SOURCE.spoolId }, events(2, 5));
+
+      expect(restarted).toEqual({ inserted: 2, duplicates: 2, highestSequence: 5 });
+      expect(totalRequests()).toBe(5);
+      expect(usage.db.prepare("SELECT sidecar_id FROM usage_sources").pluck().all()).toEqual(["pod-1-restarted"]);
     });
 
     it("acknowledges an empty batch with the highest stored sequence", async () => {
