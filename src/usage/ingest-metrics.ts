@@ -30,7 +30,7 @@ export function createUsageIngestMetrics(registry: Registry): UsageIngestMetrics
     }),
     streams: new Gauge({
       name: "tollgate_server_usage_streams",
-      help: "Usage streams from sidecars open now.",
+      help: "Usage streams open now, counted from when they open, before their Hello.",
       registers: [registry],
     }),
     batchSeconds: new Histogram({

@@ -15,14 +15,29 @@ export interface UsageIngestContext {
   metrics: UsageIngestMetrics;
   /** Aborted when the server shuts down, to end open streams. */
   shutdown: AbortSignal;
+  /** Time a new stream has to send its Hello; default DEFAULT_HELLO_TIMEOUT_MS. */
+  helloTimeoutMs?: number;
+  /** Maximum usage streams open at once; default DEFAULT_MAX_STREAMS. */
+  maxStreams?: number;
 }
 
 /**
  * Maximum size of one stream message, above the adapter's 1 MiB for admin
  * calls: a batch of 500 events with every string at the sidecar's bounds
- * takes about 1.6 MB of ASCII.
+ * takes about 1.6 MB of ASCII, and sidecars cap a batch at 1 MiB of encoded
+ * events. Connect allocates a message's full length as soon as its 5-byte
+ * header arrives, so each open stream can hold up to this much memory
+ * before its handler receives the message.
+ * NOTE: the worst case is therefore about maxStreams x 4 MiB (4 GiB at the
+ * default of 1024 streams), reached only by clients with valid tokens.
  */
-export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** A sidecar sends its Hello right after opening the stream, so a stream without one after this long is stuck or hostile. */
+export const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
+
+/** About one stream per sidecar pod; each stream can hold up to MAX_MESSAGE_BYTES while it reads a batch. */
+export const DEFAULT_MAX_STREAMS = 1024;
 
 /** Sidecar ids and spool ids: what the sidecar's `--sidecar-id` accepts, so they are safe in logs and queries. */
 const SOURCE_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -41,24 +56,38 @@ const SOURCE_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
  * ends with OK; batches it has not read yet get no Ack and are resent.
  */
 export function registerUsageIngestService(router: ConnectRouter, context: UsageIngestContext): void {
+  const maxStreams = context.maxStreams ?? DEFAULT_MAX_STREAMS;
+  let openStreams = 0;
+
+  async function* report(requests: AsyncIterable<ReportRequest>, handlerContext: HandlerContext): AsyncGenerator<ReportResponse> {
+    if (openStreams >= maxStreams) {
+      context.logger.warn({ maxStreams }, "usage stream rejected: too many open streams");
+      throw new ConnectError(`too many usage streams open (maximum ${maxStreams}): retry later`, Code.ResourceExhausted);
+    }
+    // Counted from the moment the stream opens, so streams that never send a Hello show in the gauge too.
+    openStreams += 1;
+    context.metrics.streams.inc();
+    try {
+      yield* receiveBatches(requests, handlerContext, context);
+    } finally {
+      openStreams -= 1;
+      context.metrics.streams.dec();
+    }
+  }
+
   // Options given here are merged over the adapter's, so authentication still applies.
-  router.service(
-    UsageService,
-    { report: (requests, handlerContext) => receiveBatches(requests, handlerContext, context) },
-    { readMaxBytes: MAX_MESSAGE_BYTES },
-  );
+  router.service(UsageService, { report }, { readMaxBytes: MAX_MESSAGE_BYTES });
 }
 
 async function* receiveBatches(requests: AsyncIterable<ReportRequest>, handlerContext: HandlerContext, context: UsageIngestContext): AsyncGenerator<ReportResponse> {
-  const { logger, metrics } = context;
+  const { logger } = context;
   const stop = AbortSignal.any([handlerContext.signal, context.shutdown]);
   const messages = requests[Symbol.asyncIterator]();
 
-  const hello = await nextMessage(messages, stop);
+  const hello = await receiveHello(messages, stop, context);
   if (hello === undefined) return;
   const source = parseHello(hello);
 
-  metrics.streams.inc();
   logger.info({ sidecarId: source.sidecarId, spoolId: source.spoolId }, "usage stream opened");
   const totals = { batches: 0, inserted: 0, duplicates: 0, highestSequence: 0 };
   let ending = "client closed the stream";
@@ -80,7 +109,6 @@ async function* receiveBatches(requests: AsyncIterable<ReportRequest>, handlerCo
     if (ending === "failed") logger.error({ err: error, sidecarId: source.sidecarId, spoolId: source.spoolId }, "usage stream failed");
     throw error;
   } finally {
-    metrics.streams.dec();
     logger.info({ sidecarId: source.sidecarId, spoolId: source.spoolId, ...totals, reason: ending }, "usage stream closed");
   }
 }
@@ -108,6 +136,18 @@ async function commitBatch(source: UsageSource, batch: EventBatch, totals: { bat
   totals.duplicates += result.duplicates;
   totals.highestSequence = Math.max(totals.highestSequence, result.highestSequence);
   return result.highestSequence;
+}
+
+/** Reads the stream's first message, ending the stream with DEADLINE_EXCEEDED when it does not arrive in time. */
+async function receiveHello(messages: AsyncIterator<ReportRequest>, stop: AbortSignal, context: UsageIngestContext): Promise<ReportRequest | undefined> {
+  const timeoutMs = context.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS;
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const hello = await nextMessage(messages, AbortSignal.any([stop, timeout]));
+  if (hello === undefined && timeout.aborted && !stop.aborted) {
+    context.logger.warn({ timeoutMs }, "usage stream closed: timed out waiting for the hello");
+    throw new ConnectError(`no hello within ${timeoutMs} ms of opening the usage stream`, Code.DeadlineExceeded);
+  }
+  return hello;
 }
 
 function parseHello(request: ReportRequest): UsageSource {

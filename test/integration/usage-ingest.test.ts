@@ -10,7 +10,21 @@ import {
   type ReportResponse,
   type UsageEvent,
 } from "../../src/gen/tollgate/usage/v1/usage_pb.js";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { createClient } from "@connectrpc/connect";
+import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
+import { Registry } from "prom-client";
+import { createManualClock } from "../../src/clock.js";
+import { createLogger } from "../../src/log/logger.js";
+import { startDualProtocolServer, type DualProtocolServer, type RequestHandler } from "../../src/server/http-server.js";
+import { SqliteServerStore } from "../../src/server/store/sqlite-server-store.js";
+import { createUsageIngestMetrics } from "../../src/usage/ingest-metrics.js";
+import { MAX_MESSAGE_BYTES, registerUsageIngestService } from "../../src/usage/ingest-service.js";
+import { SqliteUsageStore } from "../../src/usage/usage-store.js";
 import { ADMIN_TOKEN, startServerHarness, type ServerHarness } from "../helpers/server-harness.js";
+import { makeTempDir } from "../helpers/sidecar-harness.js";
 
 /**
  * The request side of a bidi stream, fed by the test: `push` sends a
@@ -281,5 +295,134 @@ describe("UsageService.Report", () => {
     expect(ended).toMatchObject({ done: true });
     expect(harness.logText()).toMatch(/"reason":"server shutting down","msg":"usage stream closed"/);
     expect(harness.logText().indexOf('"msg":"usage stream closed"')).toBeLessThan(harness.logText().indexOf('"msg":"server stopped"'));
+  });
+});
+
+/**
+ * UsageService.Report on a server of its own, without authentication, so
+ * the test can set the hello timeout and the stream cap.
+ */
+describe("UsageService.Report limits", () => {
+  let dataDir: string;
+  let usage: SqliteUsageStore;
+  let store: SqliteServerStore;
+  let http: DualProtocolServer;
+  let registry: Registry;
+  let logText: string;
+  const shutdown = new AbortController();
+
+  async function start(limits: { helloTimeoutMs?: number; maxStreams?: number }) {
+    dataDir = makeTempDir("usage-limits");
+    const clock = createManualClock(Date.now());
+    usage = SqliteUsageStore.open(join(dataDir, "usage.db"), clock);
+    store = SqliteServerStore.open(join(dataDir, "store.db"), clock);
+    registry = new Registry();
+    logText = "";
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        logText += chunk.toString();
+        done();
+      },
+    });
+    const logger = createLogger("debug", sink);
+    const metrics = createUsageIngestMetrics(registry);
+    const handler = connectNodeAdapter({
+      routes: (router) => registerUsageIngestService(router, { usage, store, logger, metrics, shutdown: shutdown.signal, ...limits }),
+    });
+    http = await startDualProtocolServer("127.0.0.1", 0, handler as RequestHandler, logger);
+  }
+
+  afterEach(async () => {
+    await http.close(0);
+    await usage.close();
+    await store.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  function openStream() {
+    const requests = new RequestQueue();
+    const client = createClient(UsageService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${http.port}` }));
+    const responses = client.report(requests, { timeoutMs: 10_000 })[Symbol.asyncIterator]();
+    return { requests, responses };
+  }
+
+  async function failureOf(stream: ReturnType<typeof openStream>): Promise<ConnectError> {
+    const failure = await stream.responses.next().then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    stream.requests.end();
+    expect(failure).toBeInstanceOf(ConnectError);
+    return failure as ConnectError;
+  }
+
+  const streamGauge = async () => Number(/^tollgate_server_usage_streams (\d+)$/m.exec(await registry.metrics())?.[1]);
+
+  async function waitForGauge(value: number) {
+    for (let attempt = 0; attempt < 100 && (await streamGauge()) !== value; attempt++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await streamGauge()).toBe(value);
+  }
+
+  it("ends a stream without a hello after the timeout", async () => {
+    await start({ helloTimeoutMs: 200 });
+    const stream = openStream();
+
+    const failure = await failureOf(stream);
+
+    expect(failure.code).toBe(Code.DeadlineExceeded);
+    expect(failure.rawMessage).toBe("no hello within 200 ms of opening the usage stream");
+    expect(logText).toMatch(/"timeoutMs":200,"msg":"usage stream closed: timed out waiting for the hello"/);
+    await waitForGauge(0);
+  });
+
+  it("counts a stream before its hello", async () => {
+    await start({ helloTimeoutMs: 10_000 });
+    const stream = openStream();
+
+    await waitForGauge(1);
+
+    stream.requests.end();
+    await stream.responses.next();
+    await waitForGauge(0);
+  });
+
+  it("rejects streams beyond the maximum", async () => {
+    await start({ maxStreams: 2 });
+    const open = [openStream(), openStream()];
+    for (const stream of open) stream.requests.push(hello());
+    await waitForGauge(2);
+
+    const failure = await failureOf(openStream());
+
+    expect(failure.code).toBe(Code.ResourceExhausted);
+    expect(failure.rawMessage).toBe("too many usage streams open (maximum 2): retry later");
+    expect(logText).toMatch(/"maxStreams":2,"msg":"usage stream rejected: too many open streams"/);
+
+    open[0]!.requests.end();
+    await open[0]!.responses.next();
+    await waitForGauge(1);
+    const replacement = openStream();
+    replacement.requests.push(hello("pod-3"));
+    await waitForGauge(2);
+    for (const stream of [open[1]!, replacement]) {
+      stream.requests.end();
+      await stream.responses.next();
+    }
+  });
+
+  it("rejects a message over 4 MiB by its header", async () => {
+    await start({});
+    const stream = openStream();
+    stream.requests.push(hello());
+    const events = Array.from({ length: 1100 }, (_, index) =>
+      create(UsageEventSchema, { sequence: BigInt(index + 1), timeMs: 1n, apiId: "api_shop", keyId: "key_a", decision: Decision.ALLOW, reason: "ok", path: `/${"p".repeat(4095)}` }),
+    );
+    stream.requests.push(batch(events));
+
+    const failure = await failureOf(stream);
+
+    expect(MAX_MESSAGE_BYTES).toBe(4 * 1024 * 1024);
+    expect(failure.code).toBe(Code.ResourceExhausted);
+    expect(failure.rawMessage).toMatch(/message size \d+ is larger than configured readMaxBytes 4194304/);
   });
 });
