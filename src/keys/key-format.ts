@@ -105,3 +105,22 @@ function randomBase58(length: number): string {
   }
   return out;
 }
+
+const KEY_BODY_PATTERN = new RegExp(`_[${BASE58_ALPHABET}]{${RANDOM_LENGTH + CHECKSUM_LENGTH}}(?![${BASE58_ALPHABET}])`, "g");
+const REDACTED = "[redacted]";
+
+/**
+ * Replaces every well-formed key in `text` (valid prefix, length and
+ * checksum) with its prefix and "[redacted]". For text a client chooses and
+ * we keep, such as a path: a client may put a key where no credential is
+ * read, and it must not reach a log or a usage event.
+ */
+export function redactKeys(text: string): string {
+  if (!text.includes("_")) return text;
+  return text.replace(KEY_BODY_PATTERN, (body: string, offset: number) => {
+    for (let prefixLength = 1; prefixLength <= 12 && prefixLength <= offset; prefixLength++) {
+      if (parseKey(text.slice(offset - prefixLength, offset) + body).ok) return `_${REDACTED}`;
+    }
+    return body;
+  });
+}

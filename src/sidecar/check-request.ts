@@ -1,4 +1,5 @@
 import type { CheckRequest } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { redactKeys } from "../keys/key-format.js";
 import { parseRouteSettings, type RouteSettings } from "./route.js";
 
 /** The parts of Envoy's CheckRequest that a decision reads. */
@@ -96,4 +97,18 @@ function readHeaders(
     headers.set(name, earlier === undefined ? value : `${earlier},${value}`);
   }
   return headers;
+}
+
+/** Longest path kept in a log line or a usage event; Envoy accepts paths of up to 60 KiB by default, which a million spooled events should not each carry. */
+export const MAX_RECORDED_PATH_LENGTH = 2048;
+
+/**
+ * Returns the path as logs and usage events keep it: without the query
+ * string, which may carry the key, cut to MAX_RECORDED_PATH_LENGTH, and with
+ * any key elsewhere in it redacted.
+ */
+export function recordedPath(path: string): string {
+  const queryStart = path.indexOf("?");
+  const withoutQuery = queryStart < 0 ? path : path.slice(0, queryStart);
+  return redactKeys(withoutQuery.slice(0, MAX_RECORDED_PATH_LENGTH));
 }

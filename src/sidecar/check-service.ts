@@ -4,7 +4,7 @@ import type { KeySource } from "../keys/key-source.js";
 import type { Logger } from "../log/logger.js";
 import type { SidecarMetrics } from "../metrics/sidecar-metrics.js";
 import { exceededMode, type RateLimiter } from "../ratelimit/limiter.js";
-import { parseCheckRequest, type CheckInput, type ParsedCheck, type RequestOrigin } from "./check-request.js";
+import { parseCheckRequest, recordedPath, type CheckInput, type ParsedCheck, type RequestOrigin } from "./check-request.js";
 import { buildCheckResponse, internalErrorResponse, invalidRequestResponse } from "./check-response.js";
 import { extractCredential } from "./credential.js";
 import { decide, type Decision } from "./decide.js";
@@ -110,8 +110,7 @@ export function createCheckHandler(options: CheckServiceOptions): CheckHandler {
           api: grant?.apiName,
           requestId: outcome.origin.requestId,
           method: outcome.input?.method,
-          // The query string is left out: it may carry the key.
-          path: outcome.input?.path.split("?", 1)[0],
+          path: outcome.input && recordedPath(outcome.input.path),
           durationMs: seconds * 1000,
         },
         "check",

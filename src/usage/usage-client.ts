@@ -63,6 +63,12 @@ export interface DrainResult {
 type ReportRequestInit = MessageInitShape<typeof ReportRequestSchema>;
 
 const DEFAULT_MAX_BATCH_EVENTS = 500;
+/**
+ * Encoded bytes per batch, well under the server's message limit: 500 events
+ * with long paths, user agents and many route scopes can exceed it, and a
+ * batch the server cannot read would be resent forever.
+ */
+const MAX_BATCH_BYTES = 1024 * 1024;
 const DEFAULT_MAX_BATCHES_IN_FLIGHT = 4;
 const DEFAULT_ACK_TIMEOUT_MS = 30_000;
 /** HTTP/2 PING interval, so that a connection that died without a reset is noticed while a stream is idle. */
@@ -234,7 +240,7 @@ class UsageStreamLoop implements UsageClient {
     this.markConnected(state);
     while (!signal.aborted) {
       if (state.inFlight.length < maxBatchesInFlight) {
-        const events = spool.readAfter(state.sentThrough, maxBatchEvents);
+        const events = withinBytes(spool.readAfter(state.sentThrough, maxBatchEvents), MAX_BATCH_BYTES);
         if (events.length > 0) {
           state.sentThrough = events[events.length - 1]!.sequence;
           state.inFlight.push({ lastSequence: state.sentThrough });
@@ -309,6 +315,16 @@ function batchOf(events: readonly SpooledEvent[]): EventBatch {
   const batch = create(EventBatchSchema);
   batch.$unknown = events.map(({ sequence, bytes }) => ({ no: 1, wireType: WireType.LengthDelimited, data: frameSpooledEvent(sequence, bytes) }));
   return batch;
+}
+
+/** Returns the longest first part of `events` that fits in `maxBytes`, and at least one event. */
+function withinBytes(events: SpooledEvent[], maxBytes: number): SpooledEvent[] {
+  let bytes = 0;
+  for (let i = 0; i < events.length; i++) {
+    bytes += events[i]!.bytes.length;
+    if (bytes > maxBytes && i > 0) return events.slice(0, i);
+  }
+  return events;
 }
 
 /** An ack for more than the stream sent. */

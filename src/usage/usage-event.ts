@@ -1,8 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { Decision as EventDecision, UsageEventSchema, type UsageEvent } from "../gen/tollgate/usage/v1/usage_pb.js";
-import { overageUnits } from "../ratelimit/limiter.js";
+import { redactKeys } from "../keys/key-format.js";
+import { exceededMode, overageUnits } from "../ratelimit/limiter.js";
 import type { CheckOutcome } from "../sidecar/check-service.js";
+import { recordedPath } from "../sidecar/check-request.js";
 import { REASONS } from "../sidecar/reasons.js";
+import { MAX_SCOPE_LENGTH, MAX_SCOPES } from "./usage-validation.js";
 
 /**
  * One Check's usage event before the spool gives it a sequence. It is a plain
@@ -46,8 +49,6 @@ export interface UsageRecordContext {
   resolveApiId(nameOrId: string): string | undefined;
 }
 
-/** Longest path kept in an event; Envoy accepts paths of up to 60 KiB by default, which a million spooled events should not each carry. */
-export const MAX_EVENT_PATH_LENGTH = 2048;
 const MAX_METHOD_LENGTH = 64;
 
 /**
@@ -60,26 +61,26 @@ export function buildUsageRecord(outcome: CheckOutcome, context: UsageRecordCont
   const grant = decision?.grant;
   const routeApi = input?.route.api;
   const allowed = outcome.reason === "ok";
-  const tiers = decision?.rate?.tiers;
 
   return {
     timeMs: Math.floor(context.nowWallMs),
     apiId: grant?.apiId ?? (routeApi === undefined ? "" : (context.resolveApiId(routeApi) ?? "")),
     keyId: grant?.id ?? "",
     ownerId: grant?.ownerId ?? "",
-    method: input ? input.method.slice(0, MAX_METHOD_LENGTH) : "",
-    path: input ? pathWithoutQuery(input.path) : "",
-    scopes: input?.route.scopes ?? [],
+    // Keys found where no credential is read are redacted: the client chose these strings, and an event must never carry a key.
+    method: input ? redactKeys(input.method.slice(0, MAX_METHOD_LENGTH)) : "",
+    path: input ? recordedPath(input.path) : "",
+    // Bounded as the server bounds them, since a batch the server rejects would be resent forever.
+    scopes: (input?.route.scopes ?? []).slice(0, MAX_SCOPES).map((scope) => scope.slice(0, MAX_SCOPE_LENGTH)),
     allowed,
     reason: outcome.reason,
     status: REASONS[outcome.reason].status,
     cost: allowed && input ? input.route.cost : 0,
-    shadowExceeded: tiers?.some((tier) => tier.exceeded && tier.tier.mode === "shadow") ?? false,
-    // Compared as a string, so this compiles whether or not the tier type already lists the overage mode.
-    overage: tiers?.some((tier) => tier.exceeded && (tier.tier.mode as string) === "overage") ?? false,
+    shadowExceeded: exceededMode(decision?.rate, "shadow"),
+    overage: exceededMode(decision?.rate, "overage"),
     overageCost: allowed ? overageUnits(decision?.rate) : 0,
     clientAddress: origin.clientAddress ?? "",
-    userAgent: origin.userAgent ?? "",
+    userAgent: redactKeys(origin.userAgent ?? ""),
     requestId: origin.requestId ?? "",
   };
 }
@@ -110,10 +111,4 @@ export function toUsageEvent(record: UsageRecord, sequence = 0): UsageEvent {
     requestId: record.requestId,
     overageCost: BigInt(record.overageCost),
   });
-}
-
-function pathWithoutQuery(path: string): string {
-  const queryStart = path.indexOf("?");
-  const withoutQuery = queryStart < 0 ? path : path.slice(0, queryStart);
-  return withoutQuery.slice(0, MAX_EVENT_PATH_LENGTH);
 }

@@ -24,6 +24,8 @@ interface FakeBehaviour {
   holdAcks: boolean;
   /** Store this many events of the next batch, then end the stream with an error, once. */
   failMidBatchAfter?: number;
+  /** Sees every batch stored. */
+  onBatch?: (events: UsageEvent[]) => void;
 }
 
 /**
@@ -56,6 +58,7 @@ async function startFakeServer(port = 0) {
         throw new ConnectError("crashed in the middle of a batch", Code.Unavailable);
       }
       store(events);
+      behaviour.onBatch?.(events);
       if (!behaviour.holdAcks) yield create(ReportResponseSchema, { message: { case: "ack", value: { sequence: events[events.length - 1]!.sequence } } });
     }
   };
@@ -180,6 +183,21 @@ describe("usage client", () => {
     expect(await counter("tollgate_usage_events_acknowledged_total")).toBe(35);
     expect(await counter("tollgate_usage_stream_connected")).toBe(1);
     expect(log).not.toContain(TOKEN);
+  });
+
+  it("splits batches that would pass 1 MiB", async () => {
+    const server = await fakeServer();
+    const batchSizes: number[] = [];
+    server.behaviour.onBatch = (events) => batchSizes.push(events.length);
+    const client = start(server.url);
+
+    // 300 kB paths: the event builder cuts paths, but the spool takes whatever bytes it is given.
+    spool.append(names("big", 7).map((requestId) => ({ ...records(requestId)[0]!, path: `/${"p".repeat(300_000)}` })));
+    client.notify();
+    await vi.waitFor(() => expect(spool.count).toBe(0), WAIT);
+
+    expect(batchSizes).toEqual([3, 3, 1]);
+    expect(server.storedSequences()).toEqual(range(1, 7));
   });
 
   it("connected before any event", async () => {

@@ -3,6 +3,7 @@ import {
   BASE58_ALPHABET,
   CHECKSUM_LENGTH,
   DISPLAY_START_LENGTH,
+  redactKeys,
   RANDOM_LENGTH,
   displayStart,
   generateKey,
@@ -159,5 +160,24 @@ describe("displayStart", () => {
     expect(DISPLAY_START_LENGTH).toBe(4);
     expect(start).toBe(`${prefix}_${key.slice(prefix.length + 1, prefix.length + 5)}`);
     expect(start).toHaveLength(prefix.length + 1 + 4);
+  });
+});
+
+describe("redactKeys", () => {
+  it("redacts a key anywhere in a path", () => {
+    const key = generateKey("shop");
+    expect(redactKeys(`/v1/x%3Fapi_key=${key}`)).toBe("/v1/x%3Fapi_key=shop_[redacted]");
+    expect(redactKeys(`/v1/x;k=${key}/y`)).toBe("/v1/x;k=shop_[redacted]/y");
+  });
+
+  it("redacts a key glued to other letters", () => {
+    expect(redactKeys(`/xx${generateKey("tg")}`)).toBe("/xxtg_[redacted]");
+  });
+
+  it("keeps text without a valid key", () => {
+    const key = generateKey("shop");
+    const broken = `${key.slice(0, -1)}${key.endsWith("1") ? "2" : "1"}`;
+    expect(redactKeys(`/v1/orders/${broken}`)).toBe(`/v1/orders/${broken}`);
+    expect(redactKeys("/v1/user_profile")).toBe("/v1/user_profile");
   });
 });

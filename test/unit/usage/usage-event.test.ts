@@ -101,6 +101,9 @@ describe("usage event", () => {
     ["Authorization header", (key: string) => request({ key })],
     ["x-api-key header", (key: string) => request({ headers: { "x-api-key": key } })],
     ["query parameter", (key: string) => request({ path: `/v1/items?api_key=${key}` })],
+    ["encoded query in the path", (key: string) => request({ path: `/v1/items%3Fapi_key=${key}`, key })],
+    ["path parameter", (key: string) => request({ path: `/v1/items;api_key=${key}`, key })],
+    ["user agent", (key: string) => request({ headers: { "user-agent": `bot ${key}` }, key })],
   ])("no key anywhere in event: %s", (_case, makeRequest) => {
     const active = issueKey();
     const revoked = issueKey({ id: "key_revoked", revokedAtMs: START_WALL_MS - 1 });
