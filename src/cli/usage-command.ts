@@ -1,5 +1,6 @@
 import { Option, type Command } from "commander";
 import { parseDurationMs } from "../ratelimit/tier.js";
+import { DAY_MS, MAX_RANGE_MS } from "../server/analytics/time-buckets.js";
 import { UsageError } from "./errors.js";
 import { addJsonOption } from "./options.js";
 import type { CommandContext } from "./store-commands.js";
@@ -54,7 +55,8 @@ export function addUsageCommands(program: Command, context: CommandContext): voi
   addRangeOptions(firstCall, "30d");
   addFilterOptions(firstCall, { key: false });
   addJsonOption(firstCall).action(async (options: RangeOptions & FilterOptions & { limit: string; json?: boolean }, command: Command) => {
-    const query = { ...parseRange(options, clock.wallMs(), "30d"), ...filterOf(options), limit: parseCount("--limit", options.limit, 1, 1000) };
+    // The range selects keys by creation time, so the server sets no maximum span.
+    const query = { ...parseRange(options, clock.wallMs(), "30d", null), ...filterOf(options), limit: parseCount("--limit", options.limit, 1, 1000) };
     await withAnalytics(command, context, async (client, views) => views.printTimeToFirstCall(output, await client.timeToFirstCall(query), options.json === true));
   });
 
@@ -109,6 +111,7 @@ export function addUsageCommands(program: Command, context: CommandContext): voi
     const startMs = parseTimeOption("--from", options.from);
     const endMs = parseTimeOption("--to", options.to);
     if (endMs <= startMs) throw new UsageError(`--to: "${options.to}" must be after --from "${options.from}"`);
+    if (endMs - startMs > MAX_RANGE_MS) throw new UsageError(`--to: must be at most ${MAX_RANGE_MS / DAY_MS} days after --from`);
     const query = { startMs, endMs, ...filterOf(options) };
     const format = options.json ? "json" : options.format;
     await withAnalytics(command, context, async (client, views) => views.printBillableUsage(output, await client.billableUsage(query), format));
@@ -174,8 +177,12 @@ function filterOf(options: FilterOptions): UsageFilterOptions {
   return { api: options.api, key: options.key, owner: options.owner };
 }
 
-/** Reads --since, --from and --to into a range; without --from, the range is --since (or `defaultSince`) long. */
-function parseRange(options: RangeOptions, nowMs: number, defaultSince: string): Pick<UsageRangeQuery, "startMs" | "endMs"> {
+/**
+ * Reads --since, --from and --to into a range; without --from, the range is
+ * --since (or `defaultSince`) long. A range longer than `maxSpanMs` is
+ * rejected here, so that the error names the flag that set it.
+ */
+function parseRange(options: RangeOptions, nowMs: number, defaultSince: string, maxSpanMs: number | null = MAX_RANGE_MS): Pick<UsageRangeQuery, "startMs" | "endMs"> {
   if (options.since !== undefined && options.from !== undefined) throw new UsageError("--since: cannot be combined with --from");
   const endMs = options.to === undefined ? nowMs : parseTimeOption("--to", options.to);
 
@@ -186,9 +193,14 @@ function parseRange(options: RangeOptions, nowMs: number, defaultSince: string):
     const sinceText = options.since ?? defaultSince;
     const sinceMs = parseDurationMs(sinceText);
     if (sinceMs === undefined) throw new UsageError(`--since: "${sinceText}" is not a positive duration such as 90m, 24h or 7d`);
+    if (maxSpanMs !== null && sinceMs > maxSpanMs) throw new UsageError(`--since: "${sinceText}" is longer than ${maxSpanMs / DAY_MS} days, the maximum range`);
     startMs = endMs - sinceMs;
+    if (startMs < 0) throw new UsageError(`--since: "${sinceText}" reaches before 1970-01-01, the earliest time usage covers`);
   }
   if (endMs <= startMs) throw new UsageError(`--to: ${new Date(endMs).toISOString()} must be after the start, ${new Date(startMs).toISOString()}`);
+  if (maxSpanMs !== null && endMs - startMs > maxSpanMs) {
+    throw new UsageError(`--from: the range to ${new Date(endMs).toISOString()} is longer than ${maxSpanMs / DAY_MS} days, the maximum range`);
+  }
   return { startMs, endMs };
 }
 
@@ -196,18 +208,21 @@ const DATE_PATTERN = /^\d{4}-\d{2}-\d{2}$/;
 const DATE_TIME_PATTERN = /^(\d{4}-\d{2}-\d{2})T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/;
 
 /**
- * Reads a date (00:00 UTC) or a date and time with its zone, in ISO 8601.
- * A time without a zone is rejected, because it would silently depend on
- * the machine's time zone.
+ * Reads a date (00:00 UTC) or a date and time with its zone, in ISO 8601,
+ * from 1970 on, because usage is never recorded before 1970. A time without
+ * a zone is rejected, because it would silently depend on the machine's time
+ * zone.
  */
 export function parseTimeOption(flag: string, text: string): number {
   const datePart = DATE_PATTERN.test(text) ? text : DATE_TIME_PATTERN.exec(text)?.[1];
   const ms = Date.parse(text);
-  // Date.parse rolls 2026-02-30 over to March, so the date part must survive a round trip.
-  const validDate = datePart !== undefined && new Date(Date.parse(datePart)).toISOString().slice(0, 10) === datePart;
-  if (!validDate || Number.isNaN(ms)) {
-    throw new UsageError(`${flag}: "${text}" is not a date such as 2026-11-01 or a time with its zone such as 2026-11-01T08:00:00Z`);
+  const dateMs = datePart === undefined ? Number.NaN : Date.parse(datePart);
+  // Date.parse rejects month 13 or day 32 but rolls 2026-02-30 over to March, so the date part must also survive a round trip.
+  const validDate = !Number.isNaN(dateMs) && !Number.isNaN(ms) && new Date(dateMs).toISOString().slice(0, 10) === datePart;
+  if (!validDate) {
+    throw new UsageError(`${flag}: "${text}" is not a valid date such as 2026-11-01 or a time with its zone such as 2026-11-01T08:00:00Z`);
   }
+  if (ms < 0) throw new UsageError(`${flag}: "${text}" is before 1970-01-01, the earliest time usage covers`);
   return ms;
 }
 

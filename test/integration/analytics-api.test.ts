@@ -218,6 +218,50 @@ describe("AnalyticsService validation", () => {
     expect(error.rawMessage).toBe("end_time: must be at most 366 days after start_time");
   });
 
+  /** Posts `body` as Connect JSON to `method` and returns the status and the error body. */
+  async function postJson(method: string, body: unknown): Promise<{ status: number; code?: string; message?: string }> {
+    const response = await fetch(`${harness.baseUrl}/tollgate.analytics.v1.AnalyticsService/${method}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, ...((await response.json()) as { code?: string; message?: string }) };
+  }
+
+  it.each([
+    ["GetWeeklyAdoption", { weeks: 52, endTime: "0001-01-01T00:00:00Z" }, "end_time: must be at or after 1970-01-01T00:00:00Z"],
+    ["GetRetention", { cohorts: 52, asOfTime: "0001-01-01T00:00:00Z" }, "as_of_time: must be at or after 1970-01-01T00:00:00Z"],
+    ["GetRequestsOverTime", { startTime: "1969-12-31T23:00:00Z", endTime: "1970-01-01T01:00:00Z", bucket: "BUCKET_HOUR" }, "start_time: must be at or after 1970-01-01T00:00:00Z"],
+    ["GetDecisionBreakdown", { startTime: "0001-01-01T00:00:00Z", endTime: "0001-01-02T00:00:00Z" }, "start_time: must be at or after 1970-01-01T00:00:00Z; end_time: must be at or after 1970-01-01T00:00:00Z"],
+    ["ListTopKeys", { startTime: "1969-01-01T00:00:00Z", endTime: "1970-01-02T00:00:00Z" }, "start_time: must be at or after 1970-01-01T00:00:00Z"],
+    ["GetTimeToFirstCall", { createStartTime: "0001-01-01T00:00:00Z", createEndTime: "2026-11-03T00:00:00Z" }, "create_start_time: must be at or after 1970-01-01T00:00:00Z"],
+    ["GetErrorPatterns", { startTime: "1969-12-31T00:00:00Z", endTime: "1970-01-01T12:00:00Z" }, "start_time: must be at or after 1970-01-01T00:00:00Z"],
+    ["GetBillableUsage", { startTime: "1969-12-01T00:00:00Z", endTime: "1970-01-01T00:00:00Z" }, "start_time: must be at or after 1970-01-01T00:00:00Z"],
+  ])("rejects a time before 1970 in %s over Connect JSON", async (method, body, message) => {
+    const response = await postJson(method, body);
+    expect(response.status).toBe(400);
+    expect(response.code).toBe("invalid_argument");
+    expect(response.message).toBe(message);
+  });
+
+  it.each([
+    ["GetWeeklyAdoption", { weeks: 52, endTime: "1970-06-01T00:00:00Z" }, "end_time: the range it sets with weeks starts before 1970-01-01T00:00:00Z: use a later end_time or fewer weeks"],
+    ["GetRetention", { cohorts: 2, asOfTime: "1970-01-06T00:00:00Z" }, "as_of_time: the range it sets with cohorts starts before 1970-01-01T00:00:00Z: use a later as_of_time or fewer cohorts"],
+  ])("rejects a %s range that reaches before 1970", async (method, body, message) => {
+    const response = await postJson(method, body);
+    expect(response.status).toBe(400);
+    expect(response.code).toBe("invalid_argument");
+    expect(response.message).toBe(message);
+  });
+
+  it("accepts the earliest adoption and retention times", async () => {
+    // 1970-01-19 is a Monday, so the one listed week and the week read before it start on 1970-01-05, the first Monday.
+    const adoption = await postJson("GetWeeklyAdoption", { weeks: 1, endTime: "1970-01-19T00:00:00Z" });
+    expect(adoption.status).toBe(200);
+    const retention = await postJson("GetRetention", { cohorts: 1, asOfTime: "1970-01-05T00:00:00Z" });
+    expect(retention.status).toBe(200);
+  });
+
   it("answers NOT_FOUND for an unknown API", async () => {
     const error = await rejection(analytics.getDecisionBreakdown({ ...DAY_RANGE, apiId: "nope" }));
     expect(error.code).toBe(Code.NotFound);

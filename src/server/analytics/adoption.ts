@@ -22,7 +22,7 @@ export interface AdoptionWeek {
 export function weeklyAdoption(usage: UsageQueries, request: { weeks: number; endMs: number; filter: UsageFilter }): AdoptionWeek[] {
   const lastEndMs = weekStartMs(request.endMs);
   const firstStartMs = lastEndMs - request.weeks * WEEK_MS;
-  const activity = new Map(usage.weeklyActivity({ startMs: firstStartMs - WEEK_MS, endMs: lastEndMs }, request.filter).map((week) => [week.weekStartMs, week]));
+  const activity = new Map(usage.weeklyActivity({ startMs: adoptionReadStartMs(request.weeks, request.endMs), endMs: lastEndMs }, request.filter).map((week) => [week.weekStartMs, week]));
 
   const weeks: AdoptionWeek[] = [];
   for (let startMs = firstStartMs; startMs < lastEndMs; startMs += WEEK_MS) {
@@ -38,6 +38,11 @@ export function weeklyAdoption(usage: UsageQueries, request: { weeks: number; en
     });
   }
   return weeks;
+}
+
+/** Returns the start of the earliest week that weeklyAdoption reads: the week before the first listed week. */
+export function adoptionReadStartMs(weeks: number, endMs: number): number {
+  return weekStartMs(endMs) - (weeks + 1) * WEEK_MS;
 }
 
 function changePercent(before: number, now: number): number | null {

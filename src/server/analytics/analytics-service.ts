@@ -6,7 +6,7 @@ import type { Logger } from "../../log/logger.js";
 import { throwIfInvalid } from "../admin/errors.js";
 import { checkEnum, FieldProblems } from "../admin/validate.js";
 import type { ServerStore } from "../store/server-store.js";
-import { weeklyAdoption } from "./adoption.js";
+import { adoptionReadStartMs, weeklyAdoption } from "./adoption.js";
 import {
   adoptionWeekToMessage,
   billingLineToMessage,
@@ -18,8 +18,8 @@ import {
 import { billableUsage } from "./billing.js";
 import { errorRatesByOwner, statusOfReason } from "./error-rates.js";
 import { timeToFirstCall } from "./first-call.js";
-import { checkBucketCount, checkCount, checkFilterFields, checkOptionalTime, checkRange, resolveFilter } from "./request-checks.js";
-import { retentionCohorts } from "./retention.js";
+import { checkBucketCount, checkComputedStart, checkCount, checkFilterFields, checkOptionalTime, checkRange, resolveFilter } from "./request-checks.js";
+import { firstCohortStartMs, retentionCohorts } from "./retention.js";
 import type { BucketUnit } from "./time-buckets.js";
 import type { SeriesGrouping, TopKeysOrder, UsageQueries } from "./usage-queries.js";
 
@@ -144,6 +144,7 @@ export function createAnalyticsService({ store, usage, clock }: AnalyticsContext
       // 52 weeks, plus the week before them for the change, stay close to the 366-day limit of ranges.
       const weeks = checkCount(problems, "weeks", request.weeks, { defaultValue: 8, min: 1, max: 52 });
       const endMs = checkOptionalTime(problems, "end_time", request.endTime, clock.wallMs());
+      if (problems.empty) checkComputedStart(problems, "end_time", adoptionReadStartMs(weeks, endMs), "weeks");
       checkFilterFields(problems, { apiId: request.apiId, ownerId: request.ownerId });
       throwIfInvalid(problems);
 
@@ -172,6 +173,7 @@ export function createAnalyticsService({ store, usage, clock }: AnalyticsContext
       const problems = new FieldProblems();
       const cohorts = checkCount(problems, "cohorts", request.cohorts, { defaultValue: 12, min: 1, max: 52 });
       const asOfMs = checkOptionalTime(problems, "as_of_time", request.asOfTime, clock.wallMs());
+      if (problems.empty) checkComputedStart(problems, "as_of_time", firstCohortStartMs(cohorts, asOfMs), "cohorts");
       checkFilterFields(problems, { apiId: request.apiId, ownerId: request.ownerId });
       throwIfInvalid(problems);
 

@@ -2,20 +2,22 @@ import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { ServerStore } from "../store/server-store.js";
 import { requireApi } from "../admin/lookup.js";
 import { checkReference, type FieldProblems } from "../admin/validate.js";
-import { countBuckets, DAY_MS, type BucketUnit } from "./time-buckets.js";
+import { countBuckets, DAY_MS, MAX_RANGE_MS, type BucketUnit } from "./time-buckets.js";
 import type { UsageFilter, UsageRange } from "./usage-filter.js";
 
-/**
- * Maximum span of a range: 366 days, so a year of billing fits, while a
- * query cannot sum rollups over many years.
- */
-export const MAX_RANGE_MS = 366 * DAY_MS;
+export { MAX_RANGE_MS } from "./time-buckets.js";
 /** Maximum number of buckets a time series may touch, so minute buckets cannot span years. */
 export const MAX_BUCKETS = 10_000;
 
-/** The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z. */
-const MIN_TIMESTAMP_SECONDS = -62_135_596_800n;
+/**
+ * Earliest time a request may name: the Unix epoch. Usage is never recorded
+ * before it, and a computed time before year 1 could not be encoded as a
+ * google.protobuf.Timestamp in the JSON response.
+ */
+const MIN_TIME_SECONDS = 0n;
+/** Latest valid google.protobuf.Timestamp: 9999-12-31T23:59:59Z. */
 const MAX_TIMESTAMP_SECONDS = 253_402_300_799n;
+const MIN_TIME_TEXT = "1970-01-01T00:00:00Z";
 
 /**
  * Checks a required range: both ends set and valid, end after start, and a
@@ -47,6 +49,14 @@ export function checkBucketCount(problems: FieldProblems, field: string, range: 
 export function checkOptionalTime(problems: FieldProblems, field: string, timestamp: Timestamp | undefined, defaultMs: number): number {
   if (timestamp === undefined) return defaultMs;
   return checkTime(problems, field, timestamp) ?? defaultMs;
+}
+
+/**
+ * Checks that `startMs`, the start of the range that the time in `field` and
+ * the count in `countField` set, is not before 1970.
+ */
+export function checkComputedStart(problems: FieldProblems, field: string, startMs: number, countField: string): void {
+  if (startMs < 0) problems.add(field, `the range it sets with ${countField} starts before ${MIN_TIME_TEXT}: use a later ${field} or fewer ${countField}`);
 }
 
 /** Checks a count such as a limit, where 0 means `defaultValue`; allowed values run from `min` to `max`. */
@@ -91,8 +101,12 @@ function checkTime(problems: FieldProblems, field: string, timestamp: Timestamp 
     problems.add(field, "required");
     return undefined;
   }
-  if (timestamp.seconds < MIN_TIMESTAMP_SECONDS || timestamp.seconds > MAX_TIMESTAMP_SECONDS || timestamp.nanos < 0 || timestamp.nanos > 999_999_999) {
+  if (timestamp.seconds > MAX_TIMESTAMP_SECONDS || timestamp.nanos < 0 || timestamp.nanos > 999_999_999) {
     problems.add(field, "not a valid timestamp");
+    return undefined;
+  }
+  if (timestamp.seconds < MIN_TIME_SECONDS) {
+    problems.add(field, `must be at or after ${MIN_TIME_TEXT}`);
     return undefined;
   }
   return timestampMs(timestamp);

@@ -36,7 +36,7 @@ export async function retentionCohorts(
   request: { cohorts: number; asOfMs: number; apiId?: string; ownerId?: string },
 ): Promise<RetentionCohort[]> {
   const lastStartMs = weekStartMs(request.asOfMs);
-  const firstStartMs = lastStartMs - (request.cohorts - 1) * WEEK_MS;
+  const firstStartMs = firstCohortStartMs(request.cohorts, request.asOfMs);
   const keys = await listKeysCreatedIn(store, { startMs: firstStartMs, endMs: request.asOfMs }, { apiId: request.apiId, ownerId: request.ownerId });
 
   const cohorts: RetentionCohort[] = [];
@@ -46,6 +46,11 @@ export async function retentionCohorts(
     cohorts.push({ weekStartMs: startMs, keys: members.length, cells: cells as RetentionCohort["cells"] });
   }
   return cohorts;
+}
+
+/** Returns the start of the oldest of `cohorts` weekly cohorts that end with the week containing `asOfMs`. */
+export function firstCohortStartMs(cohorts: number, asOfMs: number): number {
+  return weekStartMs(asOfMs) - (cohorts - 1) * WEEK_MS;
 }
 
 function retentionCell(usage: UsageQueries, members: KeyRecord[], week: RetentionWeek, asOfMs: number): RetentionCell | null {

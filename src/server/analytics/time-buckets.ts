@@ -9,6 +9,12 @@ export const HOUR_MS = 60 * MINUTE_MS;
 export const DAY_MS = 24 * HOUR_MS;
 export const WEEK_MS = 7 * DAY_MS;
 
+/**
+ * Maximum span of an analytics range: 366 days, so a year of billing fits,
+ * while a query cannot sum rollups over many years. The CLI checks it too.
+ */
+export const MAX_RANGE_MS = 366 * DAY_MS;
+
 export type BucketUnit = "minute" | "hour" | "day" | "week";
 
 /**

@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { bucketStartSql, MINUTE_MS, type BucketUnit } from "./time-buckets.js";
+import { bucketStartSql, DAY_MS, MINUTE_MS, type BucketUnit } from "./time-buckets.js";
 import { usageCondition, type UsageFilter, type UsageRange } from "./usage-filter.js";
 
 export type { UsageFilter, UsageRange } from "./usage-filter.js";
@@ -56,6 +56,18 @@ export interface OwnerReasonCount {
   requests: number;
 }
 
+/**
+ * Span of raw events the error cascades read: the last 24 hours of the
+ * requested range. Raw events are one row per request, so a range of days
+ * could hold millions of them, and the scan runs on the event loop.
+ */
+export const MAX_CASCADE_SCAN_MS = DAY_MS;
+
+/** Returns the part of `range` that the error cascades read: at most its last MAX_CASCADE_SCAN_MS. */
+export function cascadeScanRange(range: UsageRange): UsageRange {
+  return { startMs: Math.max(range.startMs, range.endMs - MAX_CASCADE_SCAN_MS), endMs: range.endMs };
+}
+
 export type CascadeSubjectKind = "key" | "client_address";
 
 /** One key or client address denied for several different reasons within one minute. */
@@ -82,12 +94,15 @@ export interface BillableTotals {
 /**
  * Read-only queries on the usage database (see usage/usage-schema.ts). Every
  * range query reads `usage_minutes`, where a minute counts when its start
- * lies in the range, except the error cascades, which need each event's
- * client address and read the raw `usage_events` of the retention period.
+ * lies in the range. The error cascades are the exception: they need each
+ * event's client address, so they read the raw `usage_events` of at most the
+ * last MAX_CASCADE_SCAN_MS of the range.
  *
- * NOTE: better-sqlite3 runs each query on the calling thread, so a query
- * over a long range blocks the server's event loop, ingest included, until
- * it finishes. The range and bucket limits of the API bound that time.
+ * NOTE: better-sqlite3 runs each query on the calling thread, so every query
+ * blocks the server's event loop (ingest, health checks and the admin API)
+ * until it finishes. The API's limits bound the rows a rollup query reads
+ * (366 days of minutes), and the cascade window bounds the raw events read,
+ * but neither bounds the time: it grows with the traffic in that window.
  */
 export class UsageQueries {
   private readonly allowedInWindow: Database.Statement<[string, number, number]>;
@@ -194,30 +209,13 @@ export class UsageQueries {
   /**
    * Finds keys and client addresses denied for at least `minReasons`
    * different reasons within one minute, oldest first, at most `limit` of
-   * them. `truncated` is true when more matched.
+   * them. Only the raw events of `cascadeScanRange(range)` are read.
+   * `truncated` is true when more matched.
    */
   errorCascades(range: UsageRange, filter: UsageFilter, minReasons: number, limit: number): { cascades: ErrorCascade[]; truncated: boolean } {
-    const where = usageCondition("time_ms", range, filter);
+    const where = usageCondition("time_ms", cascadeScanRange(range), filter);
     const rows = this.db
-      .prepare(
-        `WITH denials AS (
-           SELECT 'key' AS kind, key_id AS subject, time_ms - (time_ms % ${MINUTE_MS}) AS minute_ms, reason, COUNT(*) AS requests
-           FROM usage_events WHERE ${where.sql} AND decision = 'deny' AND key_id != ''
-           GROUP BY subject, minute_ms, reason
-           UNION ALL
-           SELECT 'client_address', client_address, time_ms - (time_ms % ${MINUTE_MS}), reason, COUNT(*)
-           FROM usage_events WHERE ${where.sql} AND decision = 'deny' AND client_address != ''
-           GROUP BY client_address, time_ms - (time_ms % ${MINUTE_MS}), reason
-         ),
-         cascades AS (
-           SELECT kind, subject, minute_ms FROM denials
-           GROUP BY kind, subject, minute_ms HAVING COUNT(*) >= @minReasons
-           ORDER BY minute_ms, kind, subject LIMIT @limit
-         )
-         SELECT d.kind, d.subject, d.minute_ms, d.reason, d.requests
-         FROM denials d JOIN cascades c ON c.kind = d.kind AND c.subject = d.subject AND c.minute_ms = d.minute_ms
-         ORDER BY d.minute_ms, d.kind, d.subject, d.reason`,
-      )
+      .prepare(errorCascadesSql(where.sql))
       .all({ ...where.parameters, minReasons, limit: limit + 1 }) as { kind: CascadeSubjectKind; subject: string; minute_ms: number; reason: string; requests: number }[];
 
     const cascades: ErrorCascade[] = [];
@@ -254,3 +252,28 @@ const GROUP_COLUMNS: Readonly<Record<SeriesGrouping, string>> = {
   owner: "owner_id",
   api: "api_id",
 };
+
+/**
+ * Returns the SQL of the error cascades for a WHERE clause on `usage_events`.
+ * INDEXED BY makes SQLite read the time range through usage_events_by_time
+ * (and fail to prepare if that index is gone) instead of scanning the table.
+ */
+export function errorCascadesSql(whereSql: string): string {
+  return `WITH denials AS (
+     SELECT 'key' AS kind, key_id AS subject, time_ms - (time_ms % ${MINUTE_MS}) AS minute_ms, reason, COUNT(*) AS requests
+     FROM usage_events INDEXED BY usage_events_by_time WHERE ${whereSql} AND decision = 'deny' AND key_id != ''
+     GROUP BY subject, minute_ms, reason
+     UNION ALL
+     SELECT 'client_address', client_address, time_ms - (time_ms % ${MINUTE_MS}), reason, COUNT(*)
+     FROM usage_events INDEXED BY usage_events_by_time WHERE ${whereSql} AND decision = 'deny' AND client_address != ''
+     GROUP BY client_address, time_ms - (time_ms % ${MINUTE_MS}), reason
+   ),
+   cascades AS (
+     SELECT kind, subject, minute_ms FROM denials
+     GROUP BY kind, subject, minute_ms HAVING COUNT(*) >= @minReasons
+     ORDER BY minute_ms, kind, subject LIMIT @limit
+   )
+   SELECT d.kind, d.subject, d.minute_ms, d.reason, d.requests
+   FROM denials d JOIN cascades c ON c.kind = d.kind AND c.subject = d.subject AND c.minute_ms = d.minute_ms
+   ORDER BY d.minute_ms, d.kind, d.subject, d.reason`;
+}

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
-import { checkBucketCount, checkCount, checkFilterFields, checkOptionalTime, checkRange } from "../../../src/server/analytics/request-checks.js";
+import { checkBucketCount, checkComputedStart, checkCount, checkFilterFields, checkOptionalTime, checkRange } from "../../../src/server/analytics/request-checks.js";
 import { FieldProblems } from "../../../src/server/admin/validate.js";
 
 const START_MS = Date.parse("2026-11-01T00:00:00Z");
@@ -28,6 +28,8 @@ describe("checkRange", () => {
     ["an end before the start", timestampFromMs(START_MS), timestampFromMs(START_MS - 1), ["end_time: must be after start_time"]],
     ["a span over 366 days", timestampFromMs(START_MS), timestampFromMs(START_MS + 366 * DAY_MS + 1), ["end_time: must be at most 366 days after start_time"]],
     ["nanos out of range", create(TimestampSchema, { seconds: 1n, nanos: -1 }), timestampFromMs(START_MS), ["start_time: not a valid timestamp"]],
+    ["a start one second before 1970", create(TimestampSchema, { seconds: -1n }), timestampFromMs(START_MS), ["start_time: must be at or after 1970-01-01T00:00:00Z"]],
+    ["both ends in year 1", create(TimestampSchema, { seconds: -62_135_596_800n }), create(TimestampSchema, { seconds: -62_135_596_799n }), ["start_time: must be at or after 1970-01-01T00:00:00Z", "end_time: must be at or after 1970-01-01T00:00:00Z"]],
     ["seconds past year 9999", timestampFromMs(START_MS), create(TimestampSchema, { seconds: 253_402_300_800n }), ["end_time: not a valid timestamp"]],
   ])("rejects %s", (_case, start, end, messages) => {
     expect(problemsOf((problems) => checkRange(problems, FIELDS, start, end))).toEqual(messages);
@@ -72,6 +74,20 @@ describe("checkOptionalTime", () => {
   it("defaults an unset time and rejects an invalid one", () => {
     expect(checkOptionalTime(new FieldProblems(), "end_time", undefined, 42)).toBe(42);
     expect(problemsOf((problems) => checkOptionalTime(problems, "end_time", create(TimestampSchema, { nanos: 1_000_000_000 }), 42))).toEqual(["end_time: not a valid timestamp"]);
+  });
+
+  it("rejects a time before 1970 and accepts the epoch", () => {
+    expect(problemsOf((problems) => checkOptionalTime(problems, "as_of_time", create(TimestampSchema, { seconds: -62_135_596_800n }), 42))).toEqual(["as_of_time: must be at or after 1970-01-01T00:00:00Z"]);
+    expect(problemsOf((problems) => checkOptionalTime(problems, "as_of_time", create(TimestampSchema, { seconds: 0n }), 42))).toEqual([]);
+  });
+});
+
+describe("checkComputedStart", () => {
+  it("rejects a computed start before 1970 and names the time field", () => {
+    expect(problemsOf((problems) => checkComputedStart(problems, "end_time", -1, "weeks"))).toEqual([
+      "end_time: the range it sets with weeks starts before 1970-01-01T00:00:00Z: use a later end_time or fewer weeks",
+    ]);
+    expect(problemsOf((problems) => checkComputedStart(problems, "end_time", 0, "weeks"))).toEqual([]);
   });
 });
 

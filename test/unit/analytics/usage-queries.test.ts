@@ -1,8 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { usageCondition } from "../../../src/server/analytics/usage-filter.js";
+import { cascadeScanRange, errorCascadesSql } from "../../../src/server/analytics/usage-queries.js";
 import { openUsageFixture, type UsageFixture } from "./usage-fixture.js";
 
 /** Monday 2026-11-02 00:00 UTC. */
 const MONDAY = Date.parse("2026-11-02T00:00:00Z");
+const DAY_MS = 86_400_000;
 const at = (time: string) => Date.parse(`2026-11-02T${time}Z`);
 
 let usage: UsageFixture;
@@ -246,6 +249,27 @@ describe("errorCascades", () => {
     addCascadeEvents();
     expect(usage.queries.errorCascades({ startMs: at("10:00:41"), endMs: MORNING.endMs }, {}, 2, 100).cascades).toEqual([KEY_CASCADE]);
     expect(usage.queries.errorCascades(MORNING, { keyId: "key_a" }, 2, 100).cascades).toEqual([KEY_CASCADE]);
+  });
+
+  it("reads only the last 24 hours of a longer range", () => {
+    addCascadeEvents();
+    const sixDays = { startMs: MONDAY - 5 * DAY_MS, endMs: MONDAY + DAY_MS };
+    expect(usage.queries.errorCascades(sixDays, {}, 2, 100).cascades).toEqual([ADDRESS_CASCADE, KEY_CASCADE]);
+
+    // The same events a day earlier fall outside the last 24 hours, so they show no cascade.
+    const endingTomorrow = { startMs: MONDAY - 5 * DAY_MS, endMs: MONDAY + 2 * DAY_MS };
+    expect(usage.queries.errorCascades(endingTomorrow, {}, 2, 100).cascades).toEqual([]);
+    expect(cascadeScanRange(endingTomorrow)).toEqual({ startMs: MONDAY + DAY_MS, endMs: MONDAY + 2 * DAY_MS });
+  });
+
+  it("reads raw events through the time index", () => {
+    for (const filter of [{}, { apiId: "api_a", keyId: "key_a", ownerId: "owner_a" }]) {
+      const where = usageCondition("time_ms", MORNING, filter);
+      const plan = usage.db.prepare(`EXPLAIN QUERY PLAN ${errorCascadesSql(where.sql)}`).all({ ...where.parameters, minReasons: 2, limit: 10 }) as { detail: string }[];
+      const eventReads = plan.map((step) => step.detail).filter((detail) => detail.includes("usage_events"));
+      expect(eventReads.length).toBeGreaterThan(0);
+      for (const detail of eventReads) expect(detail).toMatch(/^SEARCH usage_events USING INDEX usage_events_by_time \(time_ms>\? AND time_ms<\?\)$/);
+    }
   });
 });
 

@@ -8,6 +8,9 @@
 // - A time range is half-open, [start_time, end_time), and spans at most 366
 //   days. Rollups count requests per minute, so a minute counts when its
 //   start lies in the range.
+// - Every time is at or after 1970-01-01T00:00:00Z, and so is the start of
+//   the weeks that end_time or as_of_time sets with a count of weeks or
+//   cohorts; an earlier one is INVALID_ARGUMENT naming that time field.
 // - Buckets and weeks are aligned in UTC. Weeks start on Monday 00:00 UTC.
 // - api_id accepts an API's id or name. An empty filter field matches all.
 // - "Allowed" and "denied" are the sidecar's decisions. Cost is the cost units
@@ -727,8 +730,11 @@ export type GetErrorPatternsResponse = Message<"tollgate.analytics.v1.GetErrorPa
   owners: OwnerErrorRates[];
 
   /**
-   * Oldest minute first. Built from raw events, so only the server's
-   * retention period of raw events can show cascades.
+   * Oldest minute first. Built from raw events, one row per request, so the
+   * server reads only the last 24 hours of the range for them: cascades
+   * before max(start_time, end_time - 24h) are not listed, while owners
+   * cover the whole range. Only the server's retention period of raw events
+   * can show cascades.
    *
    * @generated from field: repeated tollgate.analytics.v1.ErrorCascade cascades = 2;
    */
