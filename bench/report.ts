@@ -70,12 +70,13 @@ function ratioCells(figures: FigureSet): string[] {
   );
 }
 
-function fixed(value: number, digits: number): string {
+/** Formats a number with `digits` decimals, or "-" when it is not finite. */
+export function fixed(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : "-";
 }
 
 /** Left-aligns the first `textColumns` columns and right-aligns the numbers after them. */
-function table(headers: string[], rows: string[][], textColumns: number): string {
+export function table(headers: string[], rows: string[][], textColumns: number): string {
   const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => row[column]!.length)));
   const format = (cells: string[]) =>
     cells.map((cell, column) => (column < textColumns ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ");

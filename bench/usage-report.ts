@@ -1,3 +1,4 @@
+import { fixed, table } from "./report.js";
 import type { BenchSettings } from "./settings.js";
 import type { CheckCase } from "./usage-checks.js";
 import type { CheckFigureSet, UsageSummary } from "./usage-summary.js";
@@ -73,16 +74,4 @@ function ratioCells(figures: CheckFigureSet): string[] {
 
 function percent(value: number): string {
   return Number.isFinite(value) ? `${value.toFixed(0)}%` : "-";
-}
-
-function fixed(value: number, digits: number): string {
-  return Number.isFinite(value) ? value.toFixed(digits) : "-";
-}
-
-/** Left-aligns the first `textColumns` columns and right-aligns the numbers after them. */
-function table(headers: string[], rows: string[][], textColumns: number): string {
-  const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => row[column]!.length)));
-  const format = (cells: string[]) =>
-    cells.map((cell, column) => (column < textColumns ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ");
-  return [format(headers), ...rows.map(format)].join("\n");
 }
