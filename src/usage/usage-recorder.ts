@@ -179,10 +179,16 @@ export class UsageRecorder {
   }
 }
 
-/** Logs dropped events as one warning line per interval with the counts by cause. */
+/**
+ * Logs dropped events as one warning line per interval with the counts by
+ * cause. Drops that come within an interval of the last line are logged
+ * when the interval ends, so the log adds up to the metric without waiting
+ * for the next drop.
+ */
 class DropLog {
   private readonly counts: Record<UsageDropCause, number> = { spool_full: 0, write_failed: 0 };
   private lastLoggedMs = -Infinity;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly clock: Clock,
@@ -191,10 +197,17 @@ class DropLog {
 
   add(cause: UsageDropCause, count: number): void {
     this.counts[cause] += count;
-    if (this.clock.monotonicMs() - this.lastLoggedMs >= DROP_LOG_INTERVAL_MS) this.logPending();
+    const sinceLastMs = this.clock.monotonicMs() - this.lastLoggedMs;
+    if (sinceLastMs >= DROP_LOG_INTERVAL_MS) this.logPending();
+    else if (this.timer === undefined) {
+      this.timer = setTimeout(() => this.logPending(), DROP_LOG_INTERVAL_MS - sinceLastMs);
+      this.timer.unref();
+    }
   }
 
   logPending(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
     const { spool_full: spoolFull, write_failed: writeFailed } = this.counts;
     if (spoolFull + writeFailed === 0) return;
     this.logger.warn({ droppedSpoolFull: spoolFull, droppedWriteFailed: writeFailed }, "usage events dropped");

@@ -233,6 +233,24 @@ describe("usage recorder", () => {
     expect(spooled()).toEqual(["kept"]);
   });
 
+  it("drops within the interval logged when it ends", async () => {
+    spool.close();
+    openSpool({ maxEvents: 1, fullPolicy: "drop-newest" });
+    const recorder = startRecorder();
+    recorder.record(usageRecord("kept"));
+    recorder.flush();
+    recorder.record(usageRecord("dropped-first"));
+    recorder.flush();
+
+    clock.advance(990);
+    recorder.record(usageRecord("dropped-second"));
+    recorder.flush();
+    expect(logLines("usage events dropped").map((line) => line.droppedSpoolFull)).toEqual([1]);
+
+    // The rest of the interval is 10 ms of the timer's real time; no further drop comes.
+    await vi.waitFor(() => expect(logLines("usage events dropped").map((line) => line.droppedSpoolFull)).toEqual([1, 1]), { timeout: 2_000 });
+  });
+
   it("close writes everything and stops recording", () => {
     const recorder = startRecorder({ maxFlushEvents: 2 });
     for (const name of ["a", "b", "c"]) recorder.record(usageRecord(name));
