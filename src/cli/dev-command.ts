@@ -29,11 +29,12 @@ export function addDevCommand(program: Command, context: CommandContext): void {
   const command = program
     .command("dev")
     .description("run a server and a sidecar replicating from it, with a demo API, plan and key created on the first run");
-  addSidecarOptions(command)
+  addSidecarOptions(command, { data: "folder for the server's store (DIR/server) and the sidecar's replica (DIR/sidecar)", logLevel: "debug" })
     .option("--server-listen <host:port>", "the server's admin API address; default 127.0.0.1:8080")
     .action(async (options: DevOptions) => {
       const dataDir = dataDirOf(options, context.env);
-      const serverConfig = serverConfigFrom({ data: join(dataDir, "server"), listen: options.serverListen, logLevel: options.logLevel ?? "debug" }, context);
+      const logLevel = options.logLevel ?? context.env.TOLLGATE_LOG_LEVEL ?? "debug";
+      const serverConfig = serverConfigFrom({ data: join(dataDir, "server"), listen: options.serverListen, logLevel }, context);
       const [{ createLogger }, { startServer }, { startSidecar }] = await Promise.all([
         import("../log/logger.js"),
         import("../server/server.js"),
@@ -52,7 +53,7 @@ export function addDevCommand(program: Command, context: CommandContext): void {
       const sidecarToken = await issueDevToken(server.store, "sidecar");
 
       const sidecarConfig = sidecarConfigFrom(
-        { logLevel: "debug", ...options, data: join(dataDir, "sidecar"), server: serverUrl, token: sidecarToken, sidecarId: "dev" },
+        { ...options, logLevel, data: join(dataDir, "sidecar"), server: serverUrl, token: sidecarToken, sidecarId: "dev" },
         context,
       );
       let sidecar: Awaited<ReturnType<typeof startSidecar>>;

@@ -9,11 +9,19 @@ import type { CommandContext } from "./store-commands.js";
 /** The sidecar's command-line options, as commander parses them: the config loader's flags. */
 export type SidecarFlagsOptions = SidecarFlags;
 
-export function addSidecarOptions(command: Command): Command {
-  return addDataOption(command)
+/** What `--data` holds and the default log level, which `tollgate dev` sets differently. */
+export interface SidecarOptionDefaults {
+  data: string;
+  logLevel: string;
+}
+
+const SIDECAR_DEFAULTS: SidecarOptionDefaults = { data: "folder of the key store or replica and the usage spool", logLevel: "info" };
+
+export function addSidecarOptions(command: Command, defaults: SidecarOptionDefaults = SIDECAR_DEFAULTS): Command {
+  return addDataOption(command, defaults.data)
     .option("--listen <host:port>", "ext_authz and grpc.health.v1 address; default $TOLLGATE_LISTEN, else 127.0.0.1:9191")
     .option("--http <host:port>", "/metrics, /healthz and /readyz address; default $TOLLGATE_HTTP, else 127.0.0.1:9192")
-    .option("--log-level <level>", "fatal, error, warn, info, debug (one line per decision), trace or silent; default info")
+    .option("--log-level <level>", `fatal, error, warn, info, debug (one line per decision), trace or silent; default $TOLLGATE_LOG_LEVEL, else ${defaults.logLevel}`)
     .option("--key-query-param <name>", "also accept the key in this query parameter, removed before the request goes upstream; off by default")
     .option("--shutdown-grace-ms <ms>", "how long shutdown waits for in-flight checks; default 5000")
     .option("--trusted-proxy-hops <n>", "take the client address from the Nth x-forwarded-for entry from the right; default $TOLLGATE_TRUSTED_PROXY_HOPS, else 0 (Envoy's peer address)")
