@@ -48,7 +48,8 @@ describe("replication between processes", () => {
 
     expect(await readyzStatus(sidecar)).toBe(200);
     expect(await decide(sidecar, "shop_1111111111111111111111111111")).toMatchObject({ status: 401 });
-    expect(sidecar.process.output().stderr).toMatch(/"msg":"replica synced"/);
+    // The log line may reach this process after the Check answer, so it is awaited.
+    await sidecar.process.waitFor(/"msg":"replica synced"/);
   });
 
   it("enforces a revocation on both sidecars within 1 s", async () => {
@@ -126,7 +127,7 @@ describe("replication between processes", () => {
       replica.close();
     }
     expect(await decide(restarted, seed.keys[0]!.secret)).toMatchObject({ status: 200, reason: "ok" });
-    expect(restarted.process.output().stderr).toMatch(/"snapshot":true,"msg":"replica synced"/);
+    await restarted.process.waitFor(/"snapshot":true,"msg":"replica synced"/);
     expect(await metricValue(restarted, "tollgate_replica_version")).toBe(await metricValue(restarted, "tollgate_replica_server_version"));
   });
 
