@@ -42,6 +42,9 @@ export const DEFAULT_USAGE_ROLLUP_RETENTION = "400d";
  * rollups the week-1 data of a cohort is gone by the time its week 12 ends.
  */
 export const MIN_USAGE_ROLLUP_RETENTION_MS = 91 * 86_400_000;
+/** Longest raw or rollup retention: 36500 days (about 100 years), far past any real need but a bound that `--help` and messages can name. */
+export const MAX_USAGE_RETENTION_DAYS = 36_500;
+const MAX_USAGE_RETENTION_MS = MAX_USAGE_RETENTION_DAYS * 86_400_000;
 
 /** Reads the server's settings from flags, then TOLLGATE_* variables, then defaults; reports every problem. */
 export function loadServerConfig(flags: ServerFlags, env: Readonly<Record<string, string | undefined>>): LoadedConfig<ServerConfig> {
@@ -64,12 +67,23 @@ export function loadServerConfig(flags: ServerFlags, env: Readonly<Record<string
 
   const retentionText = flags.usageRetention ?? env.TOLLGATE_USAGE_RETENTION ?? DEFAULT_USAGE_RETENTION;
   const usageRetentionMs = parseDurationMs(retentionText);
-  if (usageRetentionMs === undefined) problems.push(`--usage-retention: "${retentionText}" must be a duration such as 7d, 12h or 90m`);
+  const retentionValid = usageRetentionMs !== undefined && usageRetentionMs <= MAX_USAGE_RETENTION_MS;
+  if (!retentionValid) {
+    problems.push(`--usage-retention: "${retentionText}" must be a duration from 1ms to ${MAX_USAGE_RETENTION_DAYS}d, such as 7d, 12h or 90m`);
+  }
 
   const rollupText = flags.usageRollupRetention ?? env.TOLLGATE_USAGE_ROLLUP_RETENTION ?? DEFAULT_USAGE_ROLLUP_RETENTION;
   const usageRollupRetentionMs = parseDurationMs(rollupText);
-  if (usageRollupRetentionMs === undefined || usageRollupRetentionMs < MIN_USAGE_ROLLUP_RETENTION_MS) {
-    problems.push(`--usage-rollup-retention: "${rollupText}" must be a duration of at least 91d (13 weeks), because retention cohorts look 12 weeks past a key's creation`);
+  const rollupValid = usageRollupRetentionMs !== undefined && usageRollupRetentionMs >= MIN_USAGE_ROLLUP_RETENTION_MS && usageRollupRetentionMs <= MAX_USAGE_RETENTION_MS;
+  if (!rollupValid) {
+    problems.push(
+      `--usage-rollup-retention: "${rollupText}" must be a duration from 91d (13 weeks) to ${MAX_USAGE_RETENTION_DAYS}d, because retention cohorts look 12 weeks past a key's creation`,
+    );
+  }
+
+  // Every raw event is also counted in a minute rollup, so the rollups must last at least as long as the events they summarize.
+  if (retentionValid && rollupValid && usageRetentionMs > usageRollupRetentionMs) {
+    problems.push(`--usage-retention: "${retentionText}" must not be longer than --usage-rollup-retention ("${rollupText}"). Lower --usage-retention or raise --usage-rollup-retention`);
   }
 
   const dataDir = flags.data ?? env.TOLLGATE_DATA ?? "./data";

@@ -171,7 +171,12 @@ function readReplicationSettings(flags: SidecarFlags, env: Readonly<Record<strin
   }
   const serverUrl = parseServerUrl(serverText);
   if (serverUrl === undefined) {
-    problems.push(`--server: "${serverText}" must be an http:// or https:// URL with a host and a port and nothing after them, such as http://127.0.0.1:8080`);
+    const shown = hideUserinfo(serverText);
+    problems.push(
+      hasUserinfo(serverText)
+        ? `--server: "${shown}" must not contain a user name or password. Give only the origin, such as http://127.0.0.1:8080, and the sidecar token with --token`
+        : `--server: "${shown}" must be an http:// or https:// URL with a host and a port and nothing after them, such as http://127.0.0.1:8080`,
+    );
   }
   if (token === undefined || token === "") {
     problems.push("--token: a sidecar token is required with --server; set --token or TOLLGATE_SIDECAR_TOKEN");
@@ -215,8 +220,8 @@ function readUsageSettings(flags: SidecarFlags, env: Readonly<Record<string, str
   }
 
   const drainText = pick(flags.usageDrainTimeout, "TOLLGATE_USAGE_DRAIN_TIMEOUT", `${DEFAULT_USAGE_DRAIN_TIMEOUT_MS / 1000}s`);
-  // 0 is allowed: shutdown then leaves every unacknowledged event in the spool for the next start.
-  const drainTimeoutMs = drainText.trim() === "0" ? 0 : parseDurationMs(drainText);
+  // 0 is allowed, with or without a unit: shutdown then leaves every unacknowledged event in the spool for the next start.
+  const drainTimeoutMs = /^0+(?:ms|s|m|h|d)?$/.test(drainText.trim()) ? 0 : parseDurationMs(drainText);
   if (drainTimeoutMs === undefined || drainTimeoutMs > MAX_USAGE_DRAIN_TIMEOUT_MS) {
     problems.push(`--usage-drain-timeout: "${drainText}" must be 0 or a duration up to 10m, such as 500ms or 10s`);
   }
@@ -227,6 +232,28 @@ function readUsageSettings(flags: SidecarFlags, env: Readonly<Record<string, str
     flushIntervalMs: flushIntervalMs ?? DEFAULT_USAGE_FLUSH_INTERVAL_MS,
     drainTimeoutMs: drainTimeoutMs ?? DEFAULT_USAGE_DRAIN_TIMEOUT_MS,
   });
+}
+
+/**
+ * Replaces everything between the scheme and the last "@" with "***", so a
+ * problem message never repeats a password. Cutting at the last "@" of the
+ * whole text may hide more than the userinfo, but never less.
+ */
+function hideUserinfo(text: string): string {
+  const at = text.lastIndexOf("@");
+  if (at === -1) return text;
+  const schemeEnd = text.indexOf("://");
+  const start = schemeEnd === -1 || schemeEnd > at ? 0 : schemeEnd + 3;
+  return `${text.slice(0, start)}***${text.slice(at)}`;
+}
+
+function hasUserinfo(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return url.username !== "" || url.password !== "";
+  } catch {
+    return false;
+  }
 }
 
 /** Returns the URL's origin when it is http(s)://host:port with no path, query, fragment or credentials. */

@@ -1,4 +1,5 @@
 import { Decision, type UsageEvent } from "../gen/tollgate/usage/v1/usage_pb.js";
+import { REASON_CODES, REASONS, type Reason } from "../sidecar/reasons.js";
 import { MAX_COST } from "../sidecar/route.js";
 
 /**
@@ -65,7 +66,8 @@ export const TRUNCATED_FIELD_LENGTHS = {
   request_id: 200,
 } as const;
 
-const REASON_PATTERN = /^[a-z][a-z0-9_]{0,63}$/;
+/** Longest reason text repeated in a problem message, since the sender chooses the text. */
+const MAX_ECHOED_REASON_LENGTH = 64;
 const DECISION_TEXT = new Map<Decision, UsageRow["decision"]>([
   [Decision.ALLOW, "allow"],
   [Decision.DENY, "deny"],
@@ -116,8 +118,8 @@ function parseUsageEvent(event: UsageEvent, nowMs: number): { ok: true; row: Usa
 
   const decision = DECISION_TEXT.get(event.decision);
   if (decision === undefined) return invalid("decision", sequence, `must be DECISION_ALLOW or DECISION_DENY, not ${event.decision}`);
-  if (!REASON_PATTERN.test(event.reason)) return invalid("reason", sequence, "must be 1 to 64 lowercase letters, digits or underscores, starting with a letter");
-  if (event.status < 100 || event.status > 599) return invalid("status", sequence, `${event.status} is not an HTTP status from 100 to 599`);
+  const outcome = checkOutcomeConsistency(event, decision);
+  if (outcome !== undefined) return outcome;
   if (event.cost > BigInt(MAX_COST)) return invalid("cost", sequence, `${event.cost} is more than the maximum ${MAX_COST}`);
   // The sidecar bills only the units past the quota, so a request cannot have more of them than it cost.
   if (event.overageCost > event.cost) return invalid("overage_cost", sequence, `${event.overageCost} is more than the event's cost ${event.cost}`);
@@ -147,6 +149,35 @@ function parseUsageEvent(event: UsageEvent, nowMs: number): { ok: true; row: Usa
       requestId: event.requestId.slice(0, TRUNCATED_FIELD_LENGTHS.request_id),
     },
   };
+}
+
+/**
+ * Checks that decision, reason, status and cost describe one outcome the
+ * sidecar can produce, so a sidecar token cannot store, for example, an
+ * allowed request marked rate limited, or bill a denial.
+ * NOTE: a reason added to the sidecar is rejected here until the server is
+ * upgraded too, and the sidecar then resends the rejected batch.
+ */
+function checkOutcomeConsistency(event: UsageEvent, decision: UsageRow["decision"]): { ok: false; problem: InvalidUsageField } | undefined {
+  const { sequence, reason } = event;
+  if (!Object.hasOwn(REASONS, reason)) {
+    const shown = reason.length > MAX_ECHOED_REASON_LENGTH ? `${reason.slice(0, MAX_ECHOED_REASON_LENGTH)}…` : reason;
+    return invalid("reason", sequence, `must be one of the sidecar's decision reasons (${REASON_CODES.join(", ")}), not "${shown}"`);
+  }
+
+  const expectedDecision = reason === "ok" ? "allow" : "deny";
+  if (decision !== expectedDecision) {
+    const expectedText = expectedDecision === "allow" ? "DECISION_ALLOW" : "DECISION_DENY";
+    return invalid("decision", sequence, `must be ${expectedText} for reason "${reason}"`);
+  }
+
+  const expectedStatus = REASONS[reason as Reason].status;
+  if (event.status !== expectedStatus) return invalid("status", sequence, `${event.status} does not match reason "${reason}", which has status ${expectedStatus}`);
+
+  // The sidecar takes nothing from the rate-limit tiers for a denial, so a denial bills nothing.
+  if (decision === "deny" && event.cost !== 0n) return invalid("cost", sequence, `is ${event.cost}, but a denied request costs 0`);
+  if (decision === "deny" && event.overageCost !== 0n) return invalid("overage_cost", sequence, `is ${event.overageCost}, but a denied request has no overage cost`);
+  return undefined;
 }
 
 /** Formats a problem field first, as in "time_ms (event sequence 7): …". */

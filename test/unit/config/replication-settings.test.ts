@@ -48,6 +48,30 @@ describe("sidecar replication settings", () => {
     if (!loaded.ok) expect(loaded.problems.join("\n")).toMatch(problem);
   });
 
+  it.each([
+    ["http://user:s3cretpass@127.0.0.1:18080", '"http://***@127.0.0.1:18080" must not contain a user name or password'],
+    ["https://:s3cretpass@tollgate.internal:443", '"https://***@tollgate.internal:443" must not contain a user name or password'],
+    ["http://user:s3cretpass@127.0.0.1:18080/path", '"http://***@127.0.0.1:18080/path" must not contain a user name or password'],
+    ["user:s3cretpass@127.0.0.1:18080", '"***@127.0.0.1:18080" must be an http:// or https:// URL'],
+    ["http://user:s3cret pass@127.0.0.1:18080", '"http://***@127.0.0.1:18080" must not contain a user name or password'],
+    ["http://user:s3cret@pass@127.0.0.1", '"http://***@127.0.0.1" must not contain a user name or password'],
+    ["http://user:s3cretpass@", '"http://***@" must be an http:// or https:// URL'],
+  ])("never repeat the password of --server %s", (server, problem) => {
+    const loaded = loadSidecarConfig({ server, token: TOKEN }, {});
+
+    expect(loaded.ok).toBe(false);
+    const text = loaded.ok ? "" : loaded.problems.join("\n");
+    expect(text).not.toContain("s3cret");
+    expect(text).toContain(`--server: ${problem}`);
+  });
+
+  it("show a --server path containing @ without the host", () => {
+    const loaded = loadSidecarConfig({ server: "http://127.0.0.1:8080/a@b", token: TOKEN }, {});
+
+    expect(loaded.ok).toBe(false);
+    expect(loaded.ok ? "" : loaded.problems.join("\n")).toContain('--server: "http://***@b" must be an http:// or https:// URL');
+  });
+
   it("never repeat the token in a problem", () => {
     const loaded = loadSidecarConfig({ server: "nope", token: "secret with space" }, {});
     expect(loaded.ok).toBe(false);

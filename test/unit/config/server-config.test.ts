@@ -23,15 +23,25 @@ describe("server usage retention settings", () => {
   });
 
   it.each([
-    [{ usageRetention: "7" }, /--usage-retention: "7" must be a duration such as 7d, 12h or 90m/],
-    [{ usageRetention: "0d" }, /--usage-retention: "0d" must be a duration/],
-    [{ usageRetention: "1w" }, /--usage-retention: "1w" must be a duration/],
-    [{ usageRollupRetention: "90d" }, /--usage-rollup-retention: "90d" must be a duration of at least 91d \(13 weeks\)/],
-    [{ usageRollupRetention: "year" }, /--usage-rollup-retention: "year" must be a duration of at least 91d/],
+    [{ usageRetention: "7" }, /--usage-retention: "7" must be a duration from 1ms to 36500d, such as 7d, 12h or 90m/],
+    [{ usageRetention: "0d" }, /--usage-retention: "0d" must be a duration from 1ms to 36500d/],
+    [{ usageRetention: "1w" }, /--usage-retention: "1w" must be a duration from 1ms/],
+    [{ usageRetention: "36501d" }, /--usage-retention: "36501d" must be a duration from 1ms to 36500d/],
+    [{ usageRetention: "999999999d" }, /--usage-retention: "999999999d" must be a duration from 1ms to 36500d/],
+    [{ usageRollupRetention: "90d" }, /--usage-rollup-retention: "90d" must be a duration from 91d \(13 weeks\) to 36500d/],
+    [{ usageRollupRetention: "36501d" }, /--usage-rollup-retention: "36501d" must be a duration from 91d \(13 weeks\) to 36500d/],
+    [{ usageRollupRetention: "year" }, /--usage-rollup-retention: "year" must be a duration from 91d/],
+    [{ usageRetention: "401d" }, /--usage-retention: "401d" must not be longer than --usage-rollup-retention \("400d"\)/],
+    [{ usageRetention: "100d", usageRollupRetention: "91d" }, /--usage-retention: "100d" must not be longer than --usage-rollup-retention \("91d"\)/],
   ])("reject %j", (flags, problem) => {
     const loaded = loadServerConfig(flags, {});
     expect(loaded.ok).toBe(false);
     if (!loaded.ok) expect(loaded.problems.join("\n")).toMatch(problem);
+  });
+
+  it("accept raw retention equal to rollup retention", () => {
+    const loaded = loadServerConfig({ usageRetention: "36500d", usageRollupRetention: "36500d" }, {});
+    expect(loaded).toEqual({ ok: true, config: expect.objectContaining({ usageRetentionMs: 36_500 * DAY, usageRollupRetentionMs: 36_500 * DAY }) });
   });
 
   it("list every problem at once", () => {
@@ -41,5 +51,11 @@ describe("server usage retention settings", () => {
       expect(loaded.problems).toHaveLength(3);
       expect(loaded.problems.map((problem) => problem.split(":", 1)[0])).toEqual(["--log-level", "--usage-retention", "--usage-rollup-retention"]);
     }
+  });
+
+  it("list a retention longer than the rollups with other problems", () => {
+    const loaded = loadServerConfig({ usageRetention: "200d", usageRollupRetention: "100d", logLevel: "loud" }, {});
+    expect(loaded.ok).toBe(false);
+    if (!loaded.ok) expect(loaded.problems.map((problem) => problem.split(":", 1)[0])).toEqual(["--log-level", "--usage-retention"]);
   });
 });

@@ -61,6 +61,10 @@ describe("sidecar usage settings", () => {
     expect(flagsWin.trustedProxyHops).toBe(3);
   });
 
+  it.each(["0", "0s", "0ms", "0m", " 0s "])("drain timeout %j means no wait", (text) => {
+    expect(loadOk({ ...REPLICATING, usageDrainTimeout: text }).usage?.drainTimeoutMs).toBe(0);
+  });
+
   it("bad values listed together", () => {
     const loaded = loadSidecarConfig(
       {
@@ -94,6 +98,8 @@ describe("sidecar usage settings", () => {
     [{ usageFlushInterval: "11s" }, /--usage-flush-interval: "11s"/],
     [{ usageDrainTimeout: "11m" }, /--usage-drain-timeout: "11m"/],
     [{ usageDrainTimeout: "-5s" }, /--usage-drain-timeout: "-5s"/],
+    [{ usageDrainTimeout: "0x" }, /--usage-drain-timeout: "0x"/],
+    [{ usageDrainTimeout: "0.5s" }, /--usage-drain-timeout: "0.5s"/],
   ])("reject %j", (flags, problem) => {
     const loaded = loadSidecarConfig({ ...REPLICATING, ...flags }, {});
 

@@ -5,6 +5,7 @@ import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createManualClock, type ManualClock } from "../../../src/clock.js";
 import { Decision, UsageEventSchema, type UsageEvent } from "../../../src/gen/tollgate/usage/v1/usage_pb.js";
+import { REASON_CODES, REASONS } from "../../../src/sidecar/reasons.js";
 import { usageDatabasePath } from "../../../src/usage/usage-schema.js";
 import { InvalidUsageEventError, SqliteUsageStore, type UsageSource } from "../../../src/usage/usage-store.js";
 import { TRUNCATED_FIELD_LENGTHS } from "../../../src/usage/usage-validation.js";
@@ -234,7 +235,7 @@ describe("SqliteUsageStore", () => {
         usageEvent(2, { timeMs: NOW_MS + 59_999 }),
         usageEvent(3, { timeMs: NOW_MS + MINUTE }),
         usageEvent(4, { timeMs: NOW_MS + 10, keyId: "key_b", ownerId: "" }),
-        usageEvent(5, { timeMs: NOW_MS + 20, decision: Decision.DENY, reason: "rate_limited", status: 429 }),
+        usageEvent(5, { timeMs: NOW_MS + 20, decision: Decision.DENY, reason: "rate_limited", status: 429, cost: 0 }),
         usageEvent(6, { timeMs: NOW_MS + 30, decision: Decision.DENY, reason: "unknown_key", status: 401, keyId: "", ownerId: "", cost: 0 }),
       ]);
 
@@ -254,7 +255,7 @@ describe("SqliteUsageStore", () => {
       expect(minutes()).toEqual([
         row(NOW_MS, "", "", "deny", "unknown_key", 1, 0),
         row(NOW_MS, "key_a", "acme", "allow", "ok", 2, 2),
-        row(NOW_MS, "key_a", "acme", "deny", "rate_limited", 1, 1),
+        row(NOW_MS, "key_a", "acme", "deny", "rate_limited", 1, 0),
         row(NOW_MS, "key_b", "", "allow", "ok", 1, 1),
         row(NOW_MS + MINUTE, "key_a", "acme", "allow", "ok", 1, 1),
       ]);
@@ -325,7 +326,7 @@ describe("SqliteUsageStore", () => {
     it("keeps the earliest allowed time across batches", async () => {
       await usage.ingest(SOURCE, [usageEvent(1, { timeMs: NOW_MS + 5 * MINUTE })]);
       await usage.ingest({ sidecarId: "pod-2", spoolId: "spool-b" }, [
-        usageEvent(1, { timeMs: NOW_MS - 60 * MINUTE, decision: Decision.DENY, reason: "rate_limited", status: 429 }),
+        usageEvent(1, { timeMs: NOW_MS - 60 * MINUTE, decision: Decision.DENY, reason: "rate_limited", status: 429, cost: 0 }),
         usageEvent(2, { timeMs: NOW_MS + MINUTE, ownerId: "acme-2" }),
         usageEvent(3, { timeMs: NOW_MS + 2 * MINUTE }),
       ]);
@@ -342,7 +343,7 @@ describe("SqliteUsageStore", () => {
 
     it("ignores denials and events without a key", async () => {
       await usage.ingest(SOURCE, [
-        usageEvent(1, { keyId: "key_denied", decision: Decision.DENY, reason: "revoked_key", status: 401 }),
+        usageEvent(1, { keyId: "key_denied", decision: Decision.DENY, reason: "revoked_key", status: 401, cost: 0 }),
         usageEvent(2, { keyId: "" }),
       ]);
 
@@ -367,14 +368,20 @@ describe("SqliteUsageStore", () => {
       { field: "key_id", event: usageEvent(4, { keyId: "k".repeat(201) }), message: /more than the maximum 200/ },
       { field: "owner_id", event: usageEvent(4, { ownerId: "o".repeat(201) }), message: /more than the maximum 200/ },
       { field: "decision", event: usageEvent(4, { decision: Decision.UNSPECIFIED }), message: /DECISION_ALLOW or DECISION_DENY/ },
-      { field: "reason", event: usageEvent(4, { reason: "" }), message: /lowercase letters/ },
-      { field: "reason", event: usageEvent(4, { reason: "Rate Limited" }), message: /lowercase letters/ },
-      { field: "reason", event: usageEvent(4, { reason: "r".repeat(65) }), message: /1 to 64/ },
-      { field: "status", event: usageEvent(4, { status: 99 }), message: /99 is not an HTTP status/ },
-      { field: "status", event: usageEvent(4, { status: 600 }), message: /600 is not an HTTP status/ },
+      { field: "reason", event: usageEvent(4, { reason: "" }), message: /must be one of the sidecar's decision reasons \(ok, invalid_request, .*\), not ""$/ },
+      { field: "reason", event: usageEvent(4, { reason: "Rate Limited" }), message: /, not "Rate Limited"$/ },
+      { field: "reason", event: usageEvent(4, { reason: "free_pass", decision: Decision.DENY, status: 403, cost: 0 }), message: /, not "free_pass"$/ },
+      { field: "reason", event: usageEvent(4, { reason: "r".repeat(65) }), message: new RegExp(`, not "${"r".repeat(64)}…"$`) },
+      { field: "reason", event: usageEvent(4, { reason: "toString" }), message: /, not "toString"$/ },
+      { field: "decision", event: usageEvent(4, { reason: "rate_limited", status: 429 }), message: /must be DECISION_DENY for reason "rate_limited"/ },
+      { field: "decision", event: usageEvent(4, { decision: Decision.DENY, cost: 0 }), message: /must be DECISION_ALLOW for reason "ok"/ },
+      { field: "status", event: usageEvent(4, { status: 429 }), message: /429 does not match reason "ok", which has status 200/ },
+      { field: "status", event: usageEvent(4, { decision: Decision.DENY, reason: "rate_limited", status: 200, cost: 0 }), message: /200 does not match reason "rate_limited", which has status 429/ },
+      { field: "status", event: usageEvent(4, { decision: Decision.DENY, reason: "unknown_key", status: 403, cost: 0 }), message: /403 does not match reason "unknown_key", which has status 401/ },
+      { field: "cost", event: usageEvent(4, { decision: Decision.DENY, reason: "rate_limited", status: 429, cost: 5 }), message: /is 5, but a denied request costs 0/ },
       { field: "cost", event: usageEvent(4, { cost: 1_000_001 }), message: /more than the maximum 1000000/ },
       { field: "overage_cost", event: usageEvent(4, { cost: 2, overage: true, overageCost: 3 }), message: /3 is more than the event's cost 2/ },
-      { field: "overage_cost", event: usageEvent(4, { decision: Decision.DENY, reason: "rate_limited", status: 429, cost: 0, overage: true, overageCost: 1 }), message: /1 is more than the event's cost 0/ },
+      { field: "overage_cost", event: usageEvent(4, { decision: Decision.DENY, reason: "rate_limited", status: 429, cost: 0, overage: true, overageCost: 1 }), message: /is 1, but a denied request has no overage cost/ },
       { field: "overage_cost", event: usageEvent(4, { cost: 2, overage: false, overageCost: 1 }), message: /but overage is false/ },
     ])("rejects an invalid $field: $message", async ({ field, event, message }) => {
       const batch = [usageEvent(1), usageEvent(2), event];
@@ -408,6 +415,16 @@ describe("SqliteUsageStore", () => {
       expect(error).toBeInstanceOf(InvalidUsageEventError);
       expect((error as InvalidUsageEventError).field).toBe("events");
       expect((error as Error).message).toBe("events: a batch has 10001 events, more than the maximum 10000");
+    });
+
+    it("accepts every sidecar reason with its status", async () => {
+      const batch = REASON_CODES.map((reason, index) =>
+        usageEvent(index + 1, { reason, status: REASONS[reason].status, decision: reason === "ok" ? Decision.ALLOW : Decision.DENY, cost: reason === "ok" ? 1 : 0 }),
+      );
+
+      const result = await usage.ingest(SOURCE, batch);
+
+      expect(result.inserted).toBe(REASON_CODES.length);
     });
 
     it("accepts an event a day ahead of the server's clock", async () => {
