@@ -13,7 +13,7 @@ import { startUsagePruner } from "../usage/usage-pruner.js";
 import { usageDatabasePath } from "../usage/usage-schema.js";
 import { SqliteUsageStore } from "../usage/usage-store.js";
 import { registerAdminServices } from "./admin/register.js";
-import { registerAnalyticsService, UsageQueries } from "./analytics/register.js";
+import { createUsageQueryClient, registerAnalyticsService } from "./analytics/register.js";
 import { createAuthInterceptor } from "./auth.js";
 import { startDualProtocolServer, type RequestHandler } from "./http-server.js";
 import { registerReplicationService } from "./replication/replication-service.js";
@@ -49,6 +49,7 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
   const clock = dependencies.clock ?? systemClock;
   const store = SqliteServerStore.open(storePath(config.dataDir), clock);
   const usage = SqliteUsageStore.open(usageDatabasePath(config.dataDir), clock);
+  const analytics = createUsageQueryClient({ databasePath: usageDatabasePath(config.dataDir) });
 
   const registry = new Registry();
   registerProcessMetrics(registry, "tollgate_server_");
@@ -65,7 +66,7 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
       registerAdminServices(router, { store, clock, logger });
       registerReplicationService(router, { store, clock, logger, registry, shutdown: shutdown.signal });
       registerUsageIngestService(router, { usage, store, logger, metrics: usageMetrics, shutdown: shutdown.signal });
-      registerAnalyticsService(router, { store, usage: new UsageQueries(usage.db), clock, logger });
+      registerAnalyticsService(router, { store, usage: analytics, clock, logger });
     },
     fallback: (request, response) => operationsEndpoint(request.url ?? "/", registry, response),
   });
@@ -78,6 +79,7 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
     generatedAdminToken = await bootstrapAdminToken(store, config.adminToken);
   } catch (error) {
     await http?.close(0);
+    await analytics.close();
     await usage.close();
     await store.close();
     throw error;
@@ -105,6 +107,7 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
       shutdown.abort();
       await listening.close(config.shutdownGraceMs);
       await pruner.close();
+      await analytics.close();
       await usage.close();
       await store.close();
       logger.info("server stopped");

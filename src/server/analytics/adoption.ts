@@ -1,5 +1,6 @@
 import { WEEK_MS, weekStartMs } from "./time-buckets.js";
-import type { UsageFilter, UsageQueries } from "./usage-queries.js";
+import type { UsageFilter } from "./usage-queries.js";
+import type { AsyncUsageQueries } from "./usage-query-protocol.js";
 
 export interface AdoptionWeek {
   weekStartMs: number;
@@ -19,10 +20,10 @@ export interface AdoptionWeek {
  * end on the Monday 00:00 UTC at or before `endMs`, oldest first. The week
  * before the first is read as well, so that every listed week has a change.
  */
-export function weeklyAdoption(usage: UsageQueries, request: { weeks: number; endMs: number; filter: UsageFilter }): AdoptionWeek[] {
+export async function weeklyAdoption(usage: AsyncUsageQueries, request: { weeks: number; endMs: number; filter: UsageFilter }): Promise<AdoptionWeek[]> {
   const lastEndMs = weekStartMs(request.endMs);
   const firstStartMs = lastEndMs - request.weeks * WEEK_MS;
-  const activity = new Map(usage.weeklyActivity({ startMs: adoptionReadStartMs(request.weeks, request.endMs), endMs: lastEndMs }, request.filter).map((week) => [week.weekStartMs, week]));
+  const activity = new Map((await usage.weeklyActivity({ startMs: adoptionReadStartMs(request.weeks, request.endMs), endMs: lastEndMs }, request.filter)).map((week) => [week.weekStartMs, week]));
 
   const weeks: AdoptionWeek[] = [];
   for (let startMs = firstStartMs; startMs < lastEndMs; startMs += WEEK_MS) {

@@ -21,14 +21,15 @@ import { timeToFirstCall } from "./first-call.js";
 import { checkBucketCount, checkComputedStart, checkCount, checkFilterFields, checkOptionalTime, checkRange, resolveFilter } from "./request-checks.js";
 import { firstCohortStartMs, retentionCohorts } from "./retention.js";
 import type { BucketUnit } from "./time-buckets.js";
-import type { SeriesGrouping, TopKeysOrder, UsageQueries } from "./usage-queries.js";
+import type { SeriesGrouping, TopKeysOrder } from "./usage-queries.js";
+import type { AsyncUsageQueries } from "./usage-query-protocol.js";
 
 /** Dependencies of the analytics service. */
 export interface AnalyticsContext {
   /** The store of record, for key creation times, owners and API names. */
   store: ServerStore;
-  /** Queries on the usage database. */
-  usage: UsageQueries;
+  /** Queries on the usage database, run off the event loop where a worker is available. */
+  usage: AsyncUsageQueries;
   clock: Clock;
   logger: Logger;
 }
@@ -53,7 +54,7 @@ export function createAnalyticsService({ store, usage, clock }: AnalyticsContext
       throwIfInvalid(problems);
 
       const filter = await resolveFilter(store, request);
-      const { series, truncated } = usage.requestsOverTime(range, filter, unit!, grouping!, MAX_SERIES_POINTS);
+      const { series, truncated } = await usage.requestsOverTime(range, filter, unit!, grouping!, MAX_SERIES_POINTS);
       if (truncated) {
         problems.add("bucket", `the result has more than ${MAX_SERIES_POINTS} points: use a larger bucket, a shorter range or a filter`);
         throwIfInvalid(problems);
@@ -78,7 +79,7 @@ export function createAnalyticsService({ store, usage, clock }: AnalyticsContext
       checkFilterFields(problems, request);
       throwIfInvalid(problems);
 
-      const counts = usage.decisionBreakdown(range, await resolveFilter(store, request));
+      const counts = await usage.decisionBreakdown(range, await resolveFilter(store, request));
       const requests = counts.reduce((sum, count) => sum + count.requests, 0);
       return {
         requests: BigInt(requests),
@@ -101,7 +102,7 @@ export function createAnalyticsService({ store, usage, clock }: AnalyticsContext
       throwIfInvalid(problems);
 
       const filter = await resolveFilter(store, { apiId: request.apiId, ownerId: request.ownerId });
-      const top = usage.topKeys(range, filter, order!, limit);
+      const top = await usage.topKeys(range, filter, order!, limit);
       const keys = await Promise.all(top.map((totals) => store.getKey(totals.keyId)));
       return {
         keys: top.map((totals, i) => ({
@@ -149,7 +150,7 @@ export function createAnalyticsService({ store, usage, clock }: AnalyticsContext
       throwIfInvalid(problems);
 
       const filter = await resolveFilter(store, { apiId: request.apiId, ownerId: request.ownerId });
-      return { weeks: weeklyAdoption(usage, { weeks, endMs, filter }).map(adoptionWeekToMessage) };
+      return { weeks: (await weeklyAdoption(usage, { weeks, endMs, filter })).map(adoptionWeekToMessage) };
     },
 
     async getErrorPatterns(request) {
@@ -161,9 +162,9 @@ export function createAnalyticsService({ store, usage, clock }: AnalyticsContext
       throwIfInvalid(problems);
 
       const filter = await resolveFilter(store, request);
-      const { cascades, truncated } = usage.errorCascades(range, filter, minReasons, maxCascades);
+      const [{ cascades, truncated }, ownerReasons] = await Promise.all([usage.errorCascades(range, filter, minReasons, maxCascades), usage.reasonsByOwner(range, filter)]);
       return {
-        owners: errorRatesByOwner(usage.reasonsByOwner(range, filter)).map(ownerErrorRatesToMessage),
+        owners: errorRatesByOwner(ownerReasons).map(ownerErrorRatesToMessage),
         cascades: cascades.map(errorCascadeToMessage),
         cascadesTruncated: truncated,
       };
@@ -188,7 +189,7 @@ export function createAnalyticsService({ store, usage, clock }: AnalyticsContext
       throwIfInvalid(problems);
 
       const filter = await resolveFilter(store, { apiId: request.apiId, ownerId: request.ownerId });
-      const billing = billableUsage(usage, period, filter, await store.listApis());
+      const billing = await billableUsage(usage, period, filter, await store.listApis());
       return {
         periodStartTime: timestampFromMs(period.startMs),
         periodEndTime: timestampFromMs(period.endMs),

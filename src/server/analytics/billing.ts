@@ -1,5 +1,6 @@
 import type { ApiRecord } from "../../keys/records.js";
-import type { BillableTotals, UsageFilter, UsageQueries, UsageRange } from "./usage-queries.js";
+import type { BillableTotals, UsageFilter, UsageRange } from "./usage-queries.js";
+import type { AsyncUsageQueries } from "./usage-query-protocol.js";
 
 /** Billable usage of one owner and API, or of one owner over all APIs when `apiId` is "". */
 export interface BillingLine extends BillableTotals {
@@ -19,9 +20,9 @@ export interface BillableUsage {
  * and the overage part of both. `apis` names the API of each line; an API no
  * longer in the store keeps an empty name.
  */
-export function billableUsage(usage: UsageQueries, period: UsageRange, filter: UsageFilter, apis: readonly ApiRecord[]): BillableUsage {
+export async function billableUsage(usage: AsyncUsageQueries, period: UsageRange, filter: UsageFilter, apis: readonly ApiRecord[]): Promise<BillableUsage> {
   const names = new Map(apis.map((api) => [api.id, api.name]));
-  const lines = usage.billableUsage(period, filter).map((totals) => ({ ...totals, apiName: names.get(totals.apiId) ?? "" }));
+  const lines = (await usage.billableUsage(period, filter)).map((totals) => ({ ...totals, apiName: names.get(totals.apiId) ?? "" }));
 
   const ownerTotals: BillingLine[] = [];
   for (const line of lines) {

@@ -1,7 +1,8 @@
 import type { ServerStore } from "../store/server-store.js";
 import { listKeysCreatedIn } from "./keys-created.js";
 import { nearestRankPercentile } from "./percentile.js";
-import type { UsageQueries, UsageRange } from "./usage-queries.js";
+import type { UsageRange } from "./usage-queries.js";
+import type { AsyncUsageQueries } from "./usage-query-protocol.js";
 
 /** A key and its first allowed request; the first-call fields are null when it has made none. */
 export interface KeyFirstCall {
@@ -29,11 +30,11 @@ export interface FirstCallSummary {
  */
 export async function timeToFirstCall(
   store: ServerStore,
-  usage: UsageQueries,
+  usage: AsyncUsageQueries,
   request: { created: UsageRange; apiId?: string; ownerId?: string; limit: number },
 ): Promise<{ keys: KeyFirstCall[]; summary: FirstCallSummary }> {
   const created = await listKeysCreatedIn(store, request.created, { apiId: request.apiId, ownerId: request.ownerId });
-  const firstAllowed = usage.firstAllowedTimes(created.map((key) => key.id));
+  const firstAllowed = await usage.firstAllowedTimes(created.map((key) => key.id));
 
   const keys = created.map((key): KeyFirstCall => {
     const firstCallMs = firstAllowed.get(key.id) ?? null;

@@ -4,7 +4,7 @@ import { withErrorMapping } from "../admin/errors.js";
 import { createAnalyticsService, type AnalyticsContext } from "./analytics-service.js";
 
 export type { AnalyticsContext } from "./analytics-service.js";
-export { UsageQueries } from "./usage-queries.js";
+export { createUsageQueryClient, type UsageQueryClient } from "./usage-query-client.js";
 
 /**
  * Registers the analytics service on the router. The adapter's auth

@@ -2,7 +2,7 @@ import type { KeyRecord } from "../../keys/records.js";
 import type { ServerStore } from "../store/server-store.js";
 import { listKeysCreatedIn } from "./keys-created.js";
 import { WEEK_MS, weekStartMs } from "./time-buckets.js";
-import type { UsageQueries } from "./usage-queries.js";
+import type { AsyncUsageQueries } from "./usage-query-protocol.js";
 
 /** Weeks after creation that the retention table reports. */
 export const RETENTION_WEEKS = [1, 4, 12] as const;
@@ -32,7 +32,7 @@ export interface RetentionCohort {
  */
 export async function retentionCohorts(
   store: ServerStore,
-  usage: UsageQueries,
+  usage: AsyncUsageQueries,
   request: { cohorts: number; asOfMs: number; apiId?: string; ownerId?: string },
 ): Promise<RetentionCohort[]> {
   const lastStartMs = weekStartMs(request.asOfMs);
@@ -42,7 +42,7 @@ export async function retentionCohorts(
   const cohorts: RetentionCohort[] = [];
   for (let startMs = firstStartMs; startMs <= lastStartMs; startMs += WEEK_MS) {
     const members = keys.filter((key) => key.createdAtMs >= startMs && key.createdAtMs < startMs + WEEK_MS);
-    const cells = Object.fromEntries(RETENTION_WEEKS.map((week) => [week, retentionCell(usage, members, week, request.asOfMs)]));
+    const cells = Object.fromEntries(await Promise.all(RETENTION_WEEKS.map(async (week) => [week, await retentionCell(usage, members, week, request.asOfMs)])));
     cohorts.push({ weekStartMs: startMs, keys: members.length, cells: cells as RetentionCohort["cells"] });
   }
   return cohorts;
@@ -53,14 +53,18 @@ export function firstCohortStartMs(cohorts: number, asOfMs: number): number {
   return weekStartMs(asOfMs) - (cohorts - 1) * WEEK_MS;
 }
 
-function retentionCell(usage: UsageQueries, members: KeyRecord[], week: RetentionWeek, asOfMs: number): RetentionCell | null {
+async function retentionCell(usage: AsyncUsageQueries, members: KeyRecord[], week: RetentionWeek, asOfMs: number): Promise<RetentionCell | null> {
   if (members.length === 0) return null;
   const latestCreatedMs = members.reduce((latest, key) => Math.max(latest, key.createdAtMs), 0);
   if (latestCreatedMs + (week + 1) * WEEK_MS > asOfMs) return null;
 
-  const activeKeys = members.filter((key) => {
-    const startMs = key.createdAtMs + week * WEEK_MS;
-    return usage.hasAllowedRequest(key.id, startMs, startMs + WEEK_MS);
-  }).length;
+  // Sent together, so that the worker runs them back to back instead of waiting for each reply.
+  const active = await Promise.all(
+    members.map((key) => {
+      const startMs = key.createdAtMs + week * WEEK_MS;
+      return usage.hasAllowedRequest(key.id, startMs, startMs + WEEK_MS);
+    }),
+  );
+  const activeKeys = active.filter(Boolean).length;
   return { activeKeys, share: activeKeys / members.length };
 }

@@ -59,7 +59,8 @@ export interface OwnerReasonCount {
 /**
  * Span of raw events the error cascades read: the last 24 hours of the
  * requested range. Raw events are one row per request, so a range of days
- * could hold millions of them, and the scan runs on the event loop.
+ * could hold millions of them, and the scan occupies the query worker (or, where
+ * the queries run in-process, blocks the event loop) until it ends.
  */
 export const MAX_CASCADE_SCAN_MS = DAY_MS;
 
@@ -98,11 +99,16 @@ export interface BillableTotals {
  * event's client address, so they read the raw `usage_events` of at most the
  * last MAX_CASCADE_SCAN_MS of the range.
  *
- * NOTE: better-sqlite3 runs each query on the calling thread, so every query
- * blocks the server's event loop (ingest, health checks and the admin API)
- * until it finishes. The API's limits bound the rows a rollup query reads
- * (366 days of minutes), and the cascade window bounds the raw events read,
- * but neither bounds the time: it grows with the traffic in that window.
+ * better-sqlite3 runs each query on the calling thread, so the server calls
+ * these methods through usage-query-client.ts, which runs them in a worker
+ * thread with its own read-only connection and keeps the event loop free.
+ *
+ * NOTE: the worker runs one query at a time, so a long query delays the
+ * analytics calls queued behind it. Where the compiled worker is missing
+ * (under vitest), the queries run on the event loop and block it. The API's
+ * limits bound the rows a rollup query reads (366 days of minutes), and the
+ * cascade window bounds the raw events read, but neither bounds the time: it
+ * grows with the traffic in that window.
  */
 export class UsageQueries {
   private readonly allowedInWindow: Database.Statement<[string, number, number]>;

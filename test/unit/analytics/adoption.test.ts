@@ -25,28 +25,28 @@ describe("weeklyAdoption", () => {
     usage.close();
   });
 
-  it("lists whole weeks before the end time", () => {
-    const weeks = weeklyAdoption(usage.queries, { weeks: 2, endMs: MONDAY + 2 * DAY_MS, filter: {} });
+  it("lists whole weeks before the end time", async () => {
+    const weeks = await weeklyAdoption(usage.asyncQueries, { weeks: 2, endMs: MONDAY + 2 * DAY_MS, filter: {} });
     expect(weeks).toEqual([
       { weekStartMs: MONDAY - 2 * WEEK_MS, activeKeys: 0, requests: 0, requestsPerActiveKey: 0, activeKeysChangePercent: -100, requestsChangePercent: -100 },
       { weekStartMs: MONDAY - WEEK_MS, activeKeys: 2, requests: 30, requestsPerActiveKey: 15, activeKeysChangePercent: null, requestsChangePercent: null },
     ]);
   });
 
-  it("compares the first listed week with the week before it", () => {
-    const weeks = weeklyAdoption(usage.queries, { weeks: 1, endMs: MONDAY + WEEK_MS, filter: {} });
+  it("compares the first listed week with the week before it", async () => {
+    const weeks = await weeklyAdoption(usage.asyncQueries, { weeks: 1, endMs: MONDAY + WEEK_MS, filter: {} });
     expect(weeks).toEqual([
       { weekStartMs: MONDAY, activeKeys: 1, requests: 99, requestsPerActiveKey: 99, activeKeysChangePercent: -50, requestsChangePercent: 230 },
     ]);
   });
 
-  it("ends at the end time itself when it is a Monday", () => {
-    const weeks = weeklyAdoption(usage.queries, { weeks: 1, endMs: MONDAY, filter: {} });
+  it("ends at the end time itself when it is a Monday", async () => {
+    const weeks = await weeklyAdoption(usage.asyncQueries, { weeks: 1, endMs: MONDAY, filter: {} });
     expect(weeks.map((week) => week.weekStartMs)).toEqual([MONDAY - WEEK_MS]);
   });
 
-  it("applies the owner filter", () => {
-    const weeks = weeklyAdoption(usage.queries, { weeks: 1, endMs: MONDAY, filter: { ownerId: "owner_b" } });
+  it("applies the owner filter", async () => {
+    const weeks = await weeklyAdoption(usage.asyncQueries, { weeks: 1, endMs: MONDAY, filter: { ownerId: "owner_b" } });
     expect(weeks).toEqual([
       { weekStartMs: MONDAY - WEEK_MS, activeKeys: 1, requests: 10, requestsPerActiveKey: 10, activeKeysChangePercent: null, requestsChangePercent: null },
     ]);

@@ -27,8 +27,8 @@ describe("billableUsage", () => {
     usage.close();
   });
 
-  it("bills allowed requests of the period per owner and API, with owner totals", () => {
-    const billing = billableUsage(usage.queries, PERIOD, {}, [api("api_a", "shop"), api("api_b", "docs")]);
+  it("bills allowed requests of the period per owner and API, with owner totals", async () => {
+    const billing = await billableUsage(usage.asyncQueries, PERIOD, {}, [api("api_a", "shop"), api("api_b", "docs")]);
     expect(billing.lines).toEqual([
       { ownerId: "owner_a", apiId: "api_a", apiName: "shop", requests: 10, costUnits: 20, overageRequests: 2, overageCostUnits: 4 },
       { ownerId: "owner_a", apiId: "api_b", apiName: "docs", requests: 3, costUnits: 3, overageRequests: 1, overageCostUnits: 1 },
@@ -40,8 +40,8 @@ describe("billableUsage", () => {
     ]);
   });
 
-  it("applies the API filter", () => {
-    const billing = billableUsage(usage.queries, PERIOD, { apiId: "api_b" }, []);
+  it("applies the API filter", async () => {
+    const billing = await billableUsage(usage.asyncQueries, PERIOD, { apiId: "api_b" }, []);
     expect(billing.lines.map((line) => [line.ownerId, line.apiId, line.requests])).toEqual([["owner_a", "api_b", 3]]);
   });
 });
@@ -65,7 +65,7 @@ describe("formatCsv", () => {
 });
 
 describe("formatBillingCsv", () => {
-  it("writes the header row and one row per line", () => {
+  it("writes the header row and one row per line", async () => {
     const csv = formatBillingCsv([
       {
         period_start: "2026-11-01T00:00:00.000Z",
@@ -86,7 +86,7 @@ describe("formatBillingCsv", () => {
     ]);
   });
 
-  it("writes only the header for no lines", () => {
+  it("writes only the header for no lines", async () => {
     expect(formatBillingCsv([])).toBe("period_start,period_end,owner_id,api_id,api_name,requests,cost_units,overage_requests,overage_cost_units\r\n");
   });
 });

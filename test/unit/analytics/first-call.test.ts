@@ -57,7 +57,7 @@ describe("timeToFirstCall", () => {
   });
 
   it("lists the keys created in the range with their first call", async () => {
-    const { keys } = await timeToFirstCall(records.store, usage.queries, { created: DAY, limit: 100 });
+    const { keys } = await timeToFirstCall(records.store, usage.asyncQueries, { created: DAY, limit: 100 });
     expect(keys.map((key) => [key.keyId, key.ownerId, key.createdAtMs - DAY_START, key.firstCallMs === null ? null : key.firstCallMs - DAY_START, key.timeToFirstCallMs])).toEqual([
       [ids.first, "acme", 0, 5 * MINUTE_MS, 5 * MINUTE_MS],
       [ids.skewed, "acme", HOUR_MS, HOUR_MS - 30_000, 0],
@@ -67,27 +67,27 @@ describe("timeToFirstCall", () => {
   });
 
   it("summarises with nearest-rank median and p90", async () => {
-    const { summary } = await timeToFirstCall(records.store, usage.queries, { created: DAY, limit: 100 });
+    const { summary } = await timeToFirstCall(records.store, usage.asyncQueries, { created: DAY, limit: 100 });
     expect(summary).toEqual({ keys: 4, keysWithFirstCall: 3, keysWithoutFirstCall: 1, medianMs: 5 * MINUTE_MS, p90Ms: 2 * HOUR_MS });
   });
 
   it("summarises every key while listing only the limit", async () => {
-    const { keys, summary } = await timeToFirstCall(records.store, usage.queries, { created: DAY, limit: 2 });
+    const { keys, summary } = await timeToFirstCall(records.store, usage.asyncQueries, { created: DAY, limit: 2 });
     expect(keys.map((key) => key.keyId)).toEqual([ids.first, ids.skewed]);
     expect(summary.keys).toBe(4);
   });
 
   it("filters by API and owner", async () => {
     const shop = await records.store.findApi("shop");
-    const byApi = await timeToFirstCall(records.store, usage.queries, { created: DAY, apiId: shop!.id, limit: 100 });
+    const byApi = await timeToFirstCall(records.store, usage.asyncQueries, { created: DAY, apiId: shop!.id, limit: 100 });
     expect(byApi.summary).toEqual({ keys: 3, keysWithFirstCall: 2, keysWithoutFirstCall: 1, medianMs: 0, p90Ms: 5 * MINUTE_MS });
 
-    const byOwner = await timeToFirstCall(records.store, usage.queries, { created: DAY, ownerId: "beta", limit: 100 });
+    const byOwner = await timeToFirstCall(records.store, usage.asyncQueries, { created: DAY, ownerId: "beta", limit: 100 });
     expect(byOwner.summary).toEqual({ keys: 1, keysWithFirstCall: 0, keysWithoutFirstCall: 1, medianMs: null, p90Ms: null });
   });
 
   it("returns nothing for a range without new keys", async () => {
-    const result = await timeToFirstCall(records.store, usage.queries, { created: { startMs: DAY_START - HOUR_MS, endMs: DAY_START }, limit: 100 });
+    const result = await timeToFirstCall(records.store, usage.asyncQueries, { created: { startMs: DAY_START - HOUR_MS, endMs: DAY_START }, limit: 100 });
     expect(result).toEqual({ keys: [], summary: { keys: 0, keysWithFirstCall: 0, keysWithoutFirstCall: 0, medianMs: null, p90Ms: null } });
   });
 });

@@ -43,7 +43,7 @@ describe("retentionCohorts", () => {
   });
 
   it("measures weeks 1, 4 and 12 per cohort", async () => {
-    const cohorts = await retentionCohorts(records.store, usage.queries, { cohorts: 6, asOfMs: AS_OF });
+    const cohorts = await retentionCohorts(records.store, usage.asyncQueries, { cohorts: 6, asOfMs: AS_OF });
     expect(cohorts.map((cohort) => [new Date(cohort.weekStartMs).toISOString().slice(0, 10), cohort.keys, cohort.cells])).toEqual([
       ["2026-10-05", 2, { 1: { activeKeys: 2, share: 1 }, 4: { activeKeys: 1, share: 0.5 }, 12: null }],
       ["2026-10-12", 1, { 1: { activeKeys: 0, share: 0 }, 4: null, 12: null }],
@@ -55,19 +55,19 @@ describe("retentionCohorts", () => {
   });
 
   it("unsets a cell until every key finished", async () => {
-    const cohorts = await retentionCohorts(records.store, usage.queries, { cohorts: 6, asOfMs: AS_OF - 1 });
+    const cohorts = await retentionCohorts(records.store, usage.asyncQueries, { cohorts: 6, asOfMs: AS_OF - 1 });
     expect(cohorts[0]!.cells[4]).toBeNull();
     expect(cohorts[0]!.cells[1]).toEqual({ activeKeys: 2, share: 1 });
   });
 
   it("filters keys by owner", async () => {
-    const cohorts = await retentionCohorts(records.store, usage.queries, { cohorts: 6, asOfMs: AS_OF, ownerId: "beta" });
+    const cohorts = await retentionCohorts(records.store, usage.asyncQueries, { cohorts: 6, asOfMs: AS_OF, ownerId: "beta" });
     expect(cohorts[0]).toEqual({ weekStartMs: W0, keys: 1, cells: { 1: { activeKeys: 1, share: 1 }, 4: { activeKeys: 0, share: 0 }, 12: null } });
     expect(cohorts[1]!.keys).toBe(0);
   });
 
   it("ends with the week that contains the as-of time", async () => {
-    const cohorts = await retentionCohorts(records.store, usage.queries, { cohorts: 2, asOfMs: W0 + WEEK_MS });
+    const cohorts = await retentionCohorts(records.store, usage.asyncQueries, { cohorts: 2, asOfMs: W0 + WEEK_MS });
     expect(cohorts.map((cohort) => [cohort.weekStartMs, cohort.keys])).toEqual([
       [W0, 2],
       [W0 + WEEK_MS, 0],

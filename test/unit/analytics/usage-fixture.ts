@@ -2,6 +2,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { UsageQueries } from "../../../src/server/analytics/usage-queries.js";
+import { inProcessUsageQueries, type AsyncUsageQueries } from "../../../src/server/analytics/usage-query-protocol.js";
 import { migrateUsageDatabase } from "../../../src/usage/usage-schema.js";
 import { makeTempDir } from "../../helpers/sidecar-harness.js";
 
@@ -34,6 +35,8 @@ export interface EventRow {
 export interface UsageFixture {
   db: Database.Database;
   queries: UsageQueries;
+  /** `queries` behind the async interface that the analytics helpers take. */
+  asyncQueries: AsyncUsageQueries;
   /** Inserts a rollup row: by default one allowed request of cost 1 by key_a of owner_a on api_a. */
   addMinute(row: Partial<MinuteRow> & { minuteMs: number }): void;
   /** Inserts raw events, each with the next sequence of one test spool. */
@@ -64,9 +67,11 @@ export function openUsageFixture(): UsageFixture {
   );
   const insertFirstUse = db.prepare(`INSERT INTO key_first_use (key_id, api_id, owner_id, first_allowed_ms) VALUES (?, 'api_a', 'owner_a', ?)`);
 
+  const queries = new UsageQueries(db);
   return {
     db,
-    queries: new UsageQueries(db),
+    queries,
+    asyncQueries: inProcessUsageQueries(queries),
     addMinute(row) {
       const decision = row.decision ?? "allow";
       insertMinute.run({

@@ -10,6 +10,7 @@ import { createSidecarMetrics } from "../../../src/metrics/sidecar-metrics.js";
 import { RateLimiter } from "../../../src/ratelimit/limiter.js";
 import { billableUsage } from "../../../src/server/analytics/billing.js";
 import { UsageQueries } from "../../../src/server/analytics/usage-queries.js";
+import { inProcessUsageQueries } from "../../../src/server/analytics/usage-query-protocol.js";
 import { buildEnvoyCheckRequest } from "../../../src/sidecar/check-client.js";
 import { createCheckHandler, type CheckOutcome } from "../../../src/sidecar/check-service.js";
 import { decodeSpooledEvent, encodeUsageRecord } from "../../../src/usage/event-encoding.js";
@@ -63,7 +64,7 @@ describe("overage billing end to end", () => {
     // Encoded and decoded as the spool stores and the usage stream sends them.
     const events = records.map((record, index) => decodeSpooledEvent(index + 1, encodeUsageRecord(record)));
     await usage.ingest({ sidecarId: "pod-1", spoolId: "spool-a" }, events);
-    const billing = billableUsage(new UsageQueries(usage.db), PERIOD, {}, [PAYMENTS]);
+    const billing = await billableUsage(inProcessUsageQueries(new UsageQueries(usage.db)), PERIOD, {}, [PAYMENTS]);
 
     expect(records.every((record) => record.allowed)).toBe(true);
     expect(billing.lines).toEqual([{ ownerId: "org_acme", apiId: "api_payments", apiName: "payments", requests: 7, costUnits: 12, overageRequests: 6, overageCostUnits: 9 }]);
@@ -80,7 +81,7 @@ describe("overage billing end to end", () => {
 
     const events = records.map((record, index) => decodeSpooledEvent(index + 1, encodeUsageRecord(record)));
     await usage.ingest({ sidecarId: "pod-1", spoolId: "spool-a" }, events);
-    const billing = billableUsage(new UsageQueries(usage.db), PERIOD, {}, [PAYMENTS]);
+    const billing = await billableUsage(inProcessUsageQueries(new UsageQueries(usage.db)), PERIOD, {}, [PAYMENTS]);
 
     // First request: 1 unit past the minute quota, none past the monthly one. Second: all 3 past the minute quota, 2 past the monthly one.
     expect(records.map((record) => record.overageCost)).toEqual([1, 3]);
