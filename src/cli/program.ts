@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { systemClock, type Clock } from "../clock.js";
 import { StoreError } from "../keys/store-error.js";
@@ -47,6 +48,7 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
 function createProgram(context: CommandContext): Command {
   const program = new Command("tollgate")
     .description("API keys, rate limits and usage for HTTP APIs behind Envoy")
+    .version(packageVersion(), "-V, --version", "print the version")
     .configureOutput({
       writeOut: (text) => context.output.out(text),
       writeErr: (text) => context.output.err(text),
@@ -73,4 +75,16 @@ function createProgram(context: CommandContext): Command {
 
 function allCommands(command: Command): Command[] {
   return command.commands.flatMap((child) => [child, ...allCommands(child)]);
+}
+
+/** Reads the version from the project's package.json: two folders up from src/cli, three from the built dist/src/cli. */
+function packageVersion(): string {
+  for (const relative of ["../../package.json", "../../../package.json"]) {
+    try {
+      return (JSON.parse(readFileSync(new URL(relative, import.meta.url), "utf8")) as { version: string }).version;
+    } catch {
+      // Not at this depth; try the next.
+    }
+  }
+  return "unknown";
 }

@@ -1,4 +1,4 @@
-import { existsSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -255,6 +255,15 @@ describe("dev", () => {
     running.push(again);
     await again.waitFor(/created on an earlier run/);
     expect(again.output().stdout).not.toMatch(/demo_[1-9A-Za-z]{30}/);
+  });
+});
+
+describe("version", () => {
+  it("prints the package version", async () => {
+    const result = await runTollgate(["--version"]);
+    const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+    expect(result.code).toBe(0);
+    expect(result.stdout.trim()).toBe(version);
   });
 });
 
