@@ -5,7 +5,7 @@ import { exceededMode, overageUnits } from "../ratelimit/limiter.js";
 import type { CheckOutcome } from "../sidecar/check-service.js";
 import { recordedPath } from "../sidecar/check-request.js";
 import { REASONS } from "../sidecar/reasons.js";
-import { MAX_SCOPE_LENGTH, MAX_SCOPES } from "./usage-validation.js";
+import { MAX_SCOPE_LENGTH, MAX_SCOPES, TRUNCATED_FIELD_LENGTHS } from "./usage-validation.js";
 
 /**
  * One Check's usage event before the spool gives it a sequence. It is a plain
@@ -49,7 +49,6 @@ export interface UsageRecordContext {
   resolveApiId(nameOrId: string): string | undefined;
 }
 
-const MAX_METHOD_LENGTH = 64;
 
 /**
  * Builds the usage event of one Check. A denial takes nothing from the
@@ -68,7 +67,7 @@ export function buildUsageRecord(outcome: CheckOutcome, context: UsageRecordCont
     keyId: grant?.id ?? "",
     ownerId: grant?.ownerId ?? "",
     // Keys found where no credential is read are redacted: the client chose these strings, and an event must never carry a key.
-    method: input ? redactKeys(input.method.slice(0, MAX_METHOD_LENGTH)) : "",
+    method: input ? redactKeys(input.method.slice(0, TRUNCATED_FIELD_LENGTHS.method)) : "",
     path: input ? recordedPath(input.path) : "",
     // Bounded as the server bounds them, since a batch the server rejects would be resent forever.
     scopes: (input?.route.scopes ?? []).slice(0, MAX_SCOPES).map((scope) => scope.slice(0, MAX_SCOPE_LENGTH)),

@@ -1,5 +1,5 @@
 // The usage stream from sidecars to the server. A sidecar sends its spooled
-// events in batches; the server answers each batch once it has committed it.
+// events in batches, and the server acknowledges each batch once it has committed it.
 // Events are identified by (spool_id, sequence), so sending an event twice,
 // after a reconnect or a restart, is harmless, even when the sidecar comes
 // back under another id.
@@ -62,7 +62,7 @@ export type Hello = Message<"tollgate.usage.v1.Hello"> & {
 
   /**
    * Random id made when the spool file was created. Sequences restart when a
-   * spool is lost, so events are told apart by spool as well as by sidecar.
+   * spool is lost, so an event is identified by its spool id and sequence.
    *
    * @generated from field: string spool_id = 2;
    */
@@ -139,7 +139,7 @@ export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
   messageDesc(file_tollgate_usage_v1_usage, 4);
 
 /**
- * One Check and what the sidecar answered. Never carries the key itself.
+ * One Check and the sidecar's decision on it. Never carries the key itself.
  *
  * @generated from message tollgate.usage.v1.UsageEvent
  */
@@ -207,7 +207,7 @@ export type UsageEvent = Message<"tollgate.usage.v1.UsageEvent"> & {
   reason: string;
 
   /**
-   * The HTTP status answered: 200 for allowed requests.
+   * The HTTP status of the response: 200 for allowed requests.
    *
    * @generated from field: uint32 status = 11;
    */
