@@ -63,7 +63,7 @@ export function addDevCommand(program: Command, context: CommandContext): void {
         await server.close();
         throw new Error(`failed to start the sidecar: ${(error as Error).message}`, { cause: error });
       }
-      // Only now, so that a failed start never creates a demo key whose secret nobody saw; the sidecar replicates it within moments.
+      // Only now, so that a failed start never creates a demo key whose secret was never shown. The sidecar replicates it within moments.
       const demoSecret = await seedDemo(server.store);
       const stopped = untilSignal(logger, async () => {
         await sidecar.close();

@@ -2,9 +2,9 @@ import { Option, type Command } from "commander";
 import { parseDurationMs, parseTier, type Tier } from "../ratelimit/tier.js";
 import { UsageError } from "./errors.js";
 
-/** Adds the `--data` option that every command touching the local store takes; `what` says what the folder holds for this command. */
-export function addDataOption(command: Command, what = "folder of the local key store"): Command {
-  return command.addOption(new Option("--data <dir>", `${what}; default $TOLLGATE_DATA, else ./data`));
+/** Adds the `--data` option that every command touching the local store takes, described as `folderDescription`. */
+export function addDataOption(command: Command, folderDescription = "folder of the local key store"): Command {
+  return command.addOption(new Option("--data <dir>", `${folderDescription}; default $TOLLGATE_DATA, else ./data`));
 }
 
 /** Returns the data folder: `--data`, else TOLLGATE_DATA, else ./data. */

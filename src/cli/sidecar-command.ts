@@ -9,7 +9,7 @@ import type { CommandContext } from "./store-commands.js";
 /** The sidecar's command-line options, as commander parses them: the config loader's flags. */
 export type SidecarFlagsOptions = SidecarFlags;
 
-/** What `--data` holds and the default log level, which `tollgate dev` sets differently. */
+/** Help for `--data` and the default log level, which `tollgate dev` sets differently. */
 export interface SidecarOptionDefaults {
   data: string;
   logLevel: string;

@@ -28,7 +28,7 @@ export interface AdmitResult {
   blocking?: TierOutcome;
 }
 
-/** Whether an admitted or denied request went over a tier of `mode`: overage to bill, or a shadow limit to report. */
+/** Returns whether a request, admitted or denied, went over a tier of `mode`: overage to bill, or a shadow limit to report. */
 export function exceededMode(rate: AdmitResult | undefined, mode: Tier["mode"]): boolean {
   return rate?.tiers.some((outcome) => outcome.exceeded && outcome.tier.mode === mode) ?? false;
 }

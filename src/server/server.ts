@@ -75,7 +75,7 @@ export async function startServer(config: ServerConfig, dependencies: ServerDepe
   let generatedAdminToken: string | undefined;
   try {
     http = await startDualProtocolServer(config.listen.host, config.listen.port, rejectWithoutToken(connectHandler as RequestHandler), logger);
-    // Only once the port is bound: a start that fails must not create a token whose secret nobody saw.
+    // Only once the port is bound: a start that fails must not create a token whose secret was never shown.
     generatedAdminToken = await bootstrapAdminToken(store, config.adminToken);
   } catch (error) {
     await http?.close(0);

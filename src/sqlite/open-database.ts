@@ -4,19 +4,19 @@ import Database from "better-sqlite3";
 
 export interface WritableDatabaseOptions {
   /**
-   * `NORMAL` survives the process being killed but may lose the last commits
-   * to a power loss; `FULL` syncs every commit, for data that has been
-   * promised to someone (an Ack, say). WAL mode is used either way.
+   * Sync level. `NORMAL` survives the process being killed but may lose the
+   * last commits to a power loss. `FULL` syncs every commit, for data already
+   * promised to a client (an Ack, say). WAL mode is used either way.
    */
   synchronous?: "NORMAL" | "FULL";
-  /** Runs after the pragmas, and may throw; the file is closed then. */
+  /** Setup run after the pragmas, such as migrations. When it throws, the file is closed. */
   prepare?: (db: Database.Database) => void;
 }
 
 /**
  * Opens (creating when needed) a SQLite file for writing: owner-only, WAL,
  * a busy timeout for other processes' writes, then `prepare` (migrations).
- * Every file we write holds something private: key hashes, or usage events
+ * Every file we write contains something private: key hashes, or usage events
  * that name keys, owners and client addresses. SQLite gives its -wal and
  * -shm files the same mode.
  */

@@ -168,7 +168,7 @@ describe("RateLimiter.admit", () => {
     expect(overageUnits(free)).toBe(0);
   });
 
-  it("reject tier still denies beside an exceeded overage tier, and the denial consumes nothing", () => {
+  it("reject tier denies beside exceeded overage", () => {
     const clock = clockAtWindowStart(MINUTE);
     const limiter = new RateLimiter();
     const tiers = [tier(1, MINUTE, "overage"), tier(3, MINUTE)];
